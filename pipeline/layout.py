@@ -1,0 +1,22 @@
+"""Where each stage reads and writes, relative to the project root (the same paths as dvc.yaml)."""
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+CORPUS_DIR = Path("data/corpus")
+VECTORIZED_DIR = Path("data/vectorized")
+VOCABULARY_FILE = VECTORIZED_DIR / "vocab.txt"
+SEQUENCES_FILE = VECTORIZED_DIR / "sequences.npy"
+EXAMPLES_DIR = Path("data/examples")
+MODEL_DIR = Path("models")
+MODEL_FILE = MODEL_DIR / "word2vec.keras"
+# Named after the model's target embedding layer, which the projector config names too.
+EMBEDDING_NAME = "w2v_embedding"
+EMBEDDING_FILE = MODEL_DIR / f"{EMBEDDING_NAME}.npy"
+TENSORBOARD_DIR = MODEL_DIR / "tensorboard"
+MLFLOW_RUN_FILE = MODEL_DIR / "mlflow_run.json"
+METRICS_DIR = Path("metrics")
+TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
+TRAIN_HISTORY_FILE = METRICS_DIR / "train_history.csv"
+EXPORT_DIR = Path("exports")
+STAGES = ("download", "vectorize", "examples", "train", "export")

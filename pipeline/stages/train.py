@@ -1,0 +1,55 @@
+"""Stage 4: train the model; save it, its target embedding, TensorBoard logs and per-epoch history.
+
+Opens the pipeline execution's MLflow run (params, tags, per-epoch metrics, model, logs).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+
+from pipeline import layout, tracking
+from w2vpipe.files import atomic_dir, atomic_file
+from w2vpipe.params import Params, flatten
+from w2vpipe.training import check_trainable, load_examples, read_example_stats, target_embedding_weights, train_word2vec
+from w2vpipe.vocabulary import load_vocabulary
+
+
+def run(params: Params) -> str:
+    # Cheap checks first: TensorFlow and MLflow take seconds to import.
+    vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
+    check_trainable(read_example_stats(layout.EXAMPLES_DIR)["pairs"], params.train)
+    examples = load_examples(layout.EXAMPLES_DIR)
+
+    with tracking.start_train_run(flatten(params), {"stage": "train"}) as mlflow_run:
+        with atomic_dir(layout.MODEL_DIR) as out_dir:
+            result = train_word2vec(
+                examples,
+                vocab_size=len(vocabulary),
+                params=params.train,
+                tensorboard_dir=out_dir / layout.TENSORBOARD_DIR.name,
+                on_epoch_end=mlflow_run.log_epoch,
+            )
+            result.model.save(out_dir / layout.MODEL_FILE.name)
+            np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
+            mlflow_run.log_artifact(out_dir / layout.MODEL_FILE.name, "model")
+            mlflow_run.log_artifact(out_dir / layout.TENSORBOARD_DIR.name, "tensorboard")
+            mlflow_run.save_reference(out_dir / layout.MLFLOW_RUN_FILE.name)
+        write_history(result.history)
+    final = {name: values[-1] for name, values in result.history.items()}
+    return (f"{params.train.epochs} epochs of {result.steps_per_epoch} steps on {len(examples):,} pairs: "
+            f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f} (MLflow run {mlflow_run.run_id})")
+
+
+def write_history(history: dict[str, list[float]]) -> None:
+    """Final metrics (DVC metrics) and the per-epoch curves (DVC plots)."""
+    names = sorted(history)
+    with atomic_file(layout.TRAIN_HISTORY_FILE) as tmp, tmp.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["epoch", *names])
+        for epoch, values in enumerate(zip(*(history[name] for name in names))):
+            writer.writerow([epoch, *values])
+    with atomic_file(layout.TRAIN_METRICS_FILE) as tmp:
+        tmp.write_text(json.dumps({name: history[name][-1] for name in names}, indent=2) + "\n")
