@@ -21,6 +21,7 @@ from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_file
 
 MIRROR_ENV = "W2V_CORPUS_MIRROR"
+DOWNLOAD_FAILED = "could not download"
 CHUNK_BYTES = 1 << 20
 # The tutorial's standardization (lowercase, strip ASCII punctuation), as a Python regex.
 PUNCTUATION = re.compile("[%s]" % re.escape(string.punctuation))
@@ -109,8 +110,8 @@ def _download_with_retries(
         except TransientDownloadError as error:
             if attempt > retries:
                 where = f"{MIRROR_ENV}={mirror} has no file of that name" if mirror else f"{MIRROR_ENV} is not set"
-                raise PipelineError(
-                    f"could not download {url} after {attempt} attempts ({error}); {where}: "
+                raise TransientDownloadError(
+                    f"{DOWNLOAD_FAILED} {url} after {attempt} attempts ({error}); {where}: "
                     f"check the network, or set {MIRROR_ENV} to a folder holding {corpus_filename(url)}"
                 ) from error
             delay = backoff_seconds * 2 ** (attempt - 1)
