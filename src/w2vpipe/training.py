@@ -118,7 +118,7 @@ def train_word2vec(
             )
         )
     dataset = make_dataset(examples, params.batch_size, params.buffer_size, params.seed)
-    history = model.fit(dataset, epochs=params.epochs, callbacks=callbacks, verbose=verbose)
+    history = model.fit(dataset, epochs=params.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     return TrainResult(
         model=model,
         history={name: [float(v) for v in values] for name, values in history.history.items()},

@@ -1,0 +1,146 @@
+"""The download stage's fetching and checks, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SHAKESPEARE_SHA256, free_port
+from w2vpipe.corpus import TransientDownloadError, check_corpus_text, fetch_corpus
+from w2vpipe.errors import PipelineError
+
+BODY = "First Citizen:\nBefore we proceed any further, hear me speak.\n".encode()
+
+
+class CorpusServer(http.server.ThreadingHTTPServer):
+    """Serves BODY at /good.txt; /flaky.txt fails with 503 `failures` times first;
+    /cut.txt promises more bytes than it sends; anything else is a 404."""
+
+    failures = 0
+    requests = 0
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: CorpusServer
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.requests += 1
+        if self.path == "/flaky.txt" and self.server.failures > 0:
+            self.server.failures -= 1
+            self.send_error(503)
+            return
+        if self.path in ("/good.txt", "/flaky.txt", "/cut.txt"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY) * (2 if self.path == "/cut.txt" else 1)))
+            self.end_headers()
+            self.wfile.write(BODY)
+            return
+        self.send_error(404)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[CorpusServer]:
+    httpd = CorpusServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def url(server: CorpusServer, name: str) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/{name}"
+
+
+def no_leftovers(directory: Path) -> bool:
+    return not directory.exists() or not any(directory.iterdir())
+
+
+def test_download_verifies_checksum_and_names_the_file(server: CorpusServer, tmp_path: Path) -> None:
+    result = fetch_corpus(url(server, "good.txt"), tmp_path / "out", sha256=hashlib.sha256(BODY).hexdigest())
+    assert result.path == tmp_path / "out" / "good.txt"
+    assert result.path.read_bytes() == BODY
+    assert (result.source, result.attempts) == ("network", 1)
+
+
+def test_checksum_mismatch_fails_and_leaves_nothing(server: CorpusServer, tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="checksum mismatch .* set corpus.sha256"):
+        fetch_corpus(url(server, "good.txt"), tmp_path / "out", sha256="0" * 64)
+    assert no_leftovers(tmp_path / "out")
+
+
+def test_transient_errors_are_retried_with_backoff(server: CorpusServer, tmp_path: Path) -> None:
+    server.failures = 2
+    result = fetch_corpus(url(server, "flaky.txt"), tmp_path / "out", backoff_seconds=0.01, log=lambda _: None)
+    assert result.attempts == 3
+    assert result.path.read_bytes() == BODY
+
+
+def test_interrupted_download_is_retried_then_fails_cleanly(server: CorpusServer, tmp_path: Path) -> None:
+    with pytest.raises(TransientDownloadError, match=r"closed after \d+ of \d+ bytes.*W2V_CORPUS_MIRROR"):
+        fetch_corpus(url(server, "cut.txt"), tmp_path / "out", retries=2, backoff_seconds=0.01, log=lambda _: None)
+    assert server.requests == 3
+    assert no_leftovers(tmp_path / "out")
+
+
+def test_missing_file_is_not_retried(server: CorpusServer, tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="HTTP 404 .* fix corpus.url"):
+        fetch_corpus(url(server, "absent.txt"), tmp_path / "out", backoff_seconds=0.01)
+    assert server.requests == 1
+
+
+def test_no_network_and_no_mirror_says_how_to_fix(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/shakespeare.txt"  # nothing listens there
+    with pytest.raises(PipelineError) as error:
+        fetch_corpus(dead, tmp_path / "out", retries=1, backoff_seconds=0.01, log=lambda _: None)
+    assert "could not download" in str(error.value)
+    assert "set W2V_CORPUS_MIRROR to a folder holding shakespeare.txt" in str(error.value)
+
+
+def test_mirror_serves_offline_with_checksum(shakespeare: Path, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/shakespeare.txt"
+    result = fetch_corpus(dead, tmp_path / "out", sha256=SHAKESPEARE_SHA256, mirror=shakespeare.parent)
+    assert result.source == "mirror"
+    assert result.size == 1_115_394
+
+
+def test_file_urls_and_paths_are_copied(small_corpus: Path, tmp_path: Path) -> None:
+    for source in (small_corpus.as_uri(), str(small_corpus)):
+        result = fetch_corpus(source, tmp_path / "out")
+        assert result.source == "local"
+        assert result.path.read_bytes() == small_corpus.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"!!! ... ???\n--\n", "has no words"),
+        (b"good line\nsecond \xff line\n", r"not UTF-8: byte 0xff at line 2, column 8 \(byte offset 17\)"),
+    ],
+)
+def test_bad_text_is_refused_with_its_place(tmp_path: Path, content: bytes, message: str) -> None:
+    corpus = tmp_path / "bad.txt"
+    corpus.write_bytes(content)
+    with pytest.raises(PipelineError, match=message):
+        check_corpus_text(corpus)
+    with pytest.raises(PipelineError, match=message):
+        fetch_corpus(str(corpus), tmp_path / "out")
+    assert no_leftovers(tmp_path / "out")
+
+
+def test_non_utf8_position_is_right_across_chunks(tmp_path: Path) -> None:
+    corpus = tmp_path / "big.txt"
+    line = "é" * 99 + "\n"  # 199 bytes a line, with multi-byte characters split across 1 MiB chunks
+    data = (line * 10_000).encode()
+    corpus.write_bytes(data + b"abc\xfe\n")
+    with pytest.raises(PipelineError, match=rf"line 10001, column 4 \(byte offset {len(data) + 3}\)"):
+        check_corpus_text(corpus)

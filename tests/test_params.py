@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from w2vpipe.errors import PipelineError
+from w2vpipe.params import apply_overrides, flatten, load_params, params_from_dict, parse_overrides
+
+REPO_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
+
+
+def test_repo_params_are_the_tutorials() -> None:
+    params = load_params(REPO_PARAMS)
+    assert (params.vectorize.vocab_size, params.vectorize.sequence_length) == (4096, 10)
+    assert (params.examples.window_size, params.examples.num_ns, params.examples.seed) == (2, 4, 42)
+    assert (params.train.embedding_dim, params.train.batch_size, params.train.buffer_size, params.train.epochs) == (
+        128, 1024, 10000, 20)
+    assert flatten(params)["train.epochs"] == 20
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"examples.window_size": 0}, "examples.window_size=0 is invalid"),
+        ({"vectorize.vocab_size": 2}, "vectorize.vocab_size=2 is invalid"),
+        ({"examples.num_ns": 4096}, "examples.num_ns=4096 is invalid"),
+        ({"train.epochs": 0}, "train.epochs=0 is invalid"),
+        ({"train.batch_size": -1}, "train.batch_size=-1 is invalid"),
+        ({"train.epochs": 2.5}, "must be a whole number"),
+        ({"train.epoch": 5}, "did you mean 'train.epochs'"),
+        ({"trian.epochs": 5}, "did you mean 'train'"),
+        ({"corpus.sha256": "abc"}, "64 hex digits"),
+    ],
+)
+def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, message: str) -> None:
+    raw = apply_overrides({"train": {"epochs": 20}}, overrides)
+    with pytest.raises(PipelineError) as error:
+        params_from_dict(raw)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_overrides_are_typed_yaml_scalars() -> None:
+    assert parse_overrides(["train.epochs=5", "train.learning_rate=0.01", "corpus.sha256=null"]) == {
+        "train.epochs": 5, "train.learning_rate": 0.01, "corpus.sha256": None}
+    with pytest.raises(PipelineError, match="section.key=value"):
+        parse_overrides(["epochs5"])
+
+
+def test_invalid_yaml_is_reported_with_the_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [epochs\n")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        load_params(bad)

@@ -1,0 +1,97 @@
+"""The skip-gram semantics, pinned against Keras 2 (tf_keras) and the tutorial's printed values."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from w2vpipe.skipgrams import make_examples, make_sampling_table, sample_log_uniform, sample_negatives, skipgram_pairs
+
+# "The wide road shimmered in the hot sun", vectorized as in the tutorial.
+TUTORIAL_SEQUENCE = np.array([1, 2, 3, 4, 5, 1, 6, 7])
+
+
+def pairs_multiset(targets: np.ndarray, contexts: np.ndarray) -> Counter:
+    return Counter(zip(targets.tolist(), contexts.tolist()))
+
+
+def test_tutorial_sentence_gives_keras2_pairs() -> None:
+    from tf_keras.preprocessing.sequence import skipgrams
+
+    reference, _ = skipgrams(TUTORIAL_SEQUENCE.tolist(), vocabulary_size=8, window_size=2, negative_samples=0)
+    targets, contexts = skipgram_pairs(TUTORIAL_SEQUENCE, np.zeros(8, dtype=int), window_size=2)
+    assert len(targets) == 26
+    assert pairs_multiset(targets, contexts) == Counter(map(tuple, reference))
+
+
+@pytest.mark.parametrize("window_size", [1, 3, 5])
+def test_padded_sentences_match_keras2_sentence_by_sentence(window_size: int) -> None:
+    from tf_keras.preprocessing.sequence import skipgrams
+
+    rng = np.random.default_rng(0)
+    sequences = rng.integers(1, 50, size=(40, 10))
+    lengths = rng.integers(0, 11, size=40)
+    sequences[np.arange(10)[None, :] >= lengths[:, None]] = 0  # pad like TextVectorization
+    expected: Counter = Counter()
+    for row in sequences.tolist():
+        couples, _ = skipgrams(row, vocabulary_size=50, window_size=window_size, negative_samples=0)
+        expected.update(map(tuple, couples))
+    sentence_ids = np.repeat(np.arange(40), 10)
+    targets, contexts = skipgram_pairs(sequences.reshape(-1), sentence_ids, window_size)
+    assert pairs_multiset(targets, contexts) == expected
+
+
+def test_sampling_table_matches_keras2_and_the_tutorial() -> None:
+    from tf_keras.preprocessing.sequence import make_sampling_table as keras2_table
+
+    printed = [0.00315225, 0.00315225, 0.00547597, 0.00741556, 0.00912817, 0.01068435,
+               0.01212381, 0.01347162, 0.01474487, 0.0159558]
+    np.testing.assert_allclose(make_sampling_table(10), printed, rtol=1e-6)
+    for size in (10, 4096, 100_000):
+        np.testing.assert_allclose(make_sampling_table(size), keras2_table(size), rtol=1e-12)
+
+
+def test_subsampling_keeps_targets_at_the_table_rate() -> None:
+    tokens = np.full(200_000, 5)
+    tokens[1::2] = 9  # no pair is ever padding
+    table = np.zeros(10)
+    table[5], table[9] = 0.25, 1.0
+    targets, _ = skipgram_pairs(tokens, np.zeros(len(tokens), dtype=int), 1, table, np.random.default_rng(1))
+    kept_fives = np.count_nonzero(targets == 5) / 2 / 100_000  # each kept 5 has two neighbours
+    assert kept_fives == pytest.approx(0.25, abs=0.01)
+    assert np.count_nonzero(targets == 9) == 2 * 100_000 - 1  # never dropped; the last has one neighbour
+
+
+def test_log_uniform_draws_follow_tensorflows_distribution() -> None:
+    range_max = 50
+    draws = sample_log_uniform(np.random.default_rng(3), 400_000, range_max)
+    assert draws.min() >= 0 and draws.max() < range_max
+    k = np.arange(range_max)
+    expected = np.log((k + 2) / (k + 1)) / np.log(range_max + 1)
+    observed = np.bincount(draws, minlength=range_max) / len(draws)
+    np.testing.assert_allclose(observed, expected / expected.sum(), atol=0.003)
+
+
+@pytest.mark.parametrize(("num_ns", "range_max"), [(4, 4096), (4, 6), (15, 20)])
+def test_negatives_are_unique_in_range_and_never_the_positive(num_ns: int, range_max: int) -> None:
+    rng = np.random.default_rng(7)
+    positives = sample_log_uniform(rng, 20_000, range_max)
+    negatives = sample_negatives(rng, positives, num_ns, range_max)
+    assert negatives.shape == (20_000, num_ns)
+    assert negatives.min() >= 0 and negatives.max() < range_max
+    rows = np.sort(np.concatenate([positives[:, None], negatives], axis=1), axis=1)
+    assert not (rows[:, 1:] == rows[:, :-1]).any()
+
+
+def test_examples_depend_only_on_the_seed() -> None:
+    sequences = np.random.default_rng(0).integers(0, 100, size=(500, 10))
+    first = make_examples(sequences, 2, 4, 100, np.random.default_rng([42, 0]))
+    again = make_examples(sequences, 2, 4, 100, np.random.default_rng([42, 0]))
+    other = make_examples(sequences, 2, 4, 100, np.random.default_rng([43, 0]))
+    np.testing.assert_array_equal(first.contexts, again.contexts)
+    np.testing.assert_array_equal(first.targets, again.targets)
+    assert not np.array_equal(first.contexts[:100], other.contexts[:100])
+    assert (first.labels[:, 0] == 1).all() and (first.labels[:, 1:] == 0).all()
+    assert first.contexts.shape == (len(first), 5)

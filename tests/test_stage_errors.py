@@ -1,0 +1,87 @@
+"""Bad input fails fast, in one line naming the problem and the fix, and leaves no artifact."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, tool_env
+
+
+def stage(workdir: Path, name: str) -> subprocess.CompletedProcess[str]:
+    env = tool_env(PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
+def set_params(workdir: Path, **values: object) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    for key, value in values.items():
+        section, _, name = key.partition("__")
+        params[section][name] = value
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [("vectorize", "data/corpus/shakespeare.txt"), ("examples", "data/vectorized/vocab.txt"),
+     ("train", "data/vectorized/vocab.txt"), ("export", "data/vectorized/vocab.txt")],
+)
+def test_stage_before_its_inputs_says_which_stage_to_run(workdir: Path, name: str, missing: str) -> None:
+    line = one_line_error(stage(workdir, name))
+    assert f"{missing} not found: run the" in line and "dvc repro" in line
+    assert not (workdir / "data").exists() or not any((workdir / "data").rglob("*.*"))
+    assert not (workdir / "models").exists() and not (workdir / "exports").exists()
+
+
+def test_out_of_range_param_stops_the_first_stage(workdir: Path) -> None:
+    set_params(workdir, train__epochs=0)
+    line = one_line_error(stage(workdir, "download"))
+    assert "train.epochs=0 is invalid: it must be positive" in line
+    assert not (workdir / "data").exists()
+
+
+def test_checksum_mismatch_leaves_no_corpus(workdir: Path) -> None:
+    set_params(workdir, corpus__sha256="f" * 64)
+    line = one_line_error(stage(workdir, "download"))
+    assert "checksum mismatch" in line
+    assert not list((workdir / "data").rglob("*.txt")) if (workdir / "data").exists() else True
+
+
+def test_num_ns_beyond_the_corpus_vocabulary_fails_before_sampling(workdir: Path) -> None:
+    (workdir / "tiny.txt").write_text("a b c\nb c a\n")
+    set_params(workdir, corpus__url=str(workdir / "tiny.txt"), corpus__sha256=None, examples__num_ns=6)
+    assert stage(workdir, "download").returncode == 0
+    assert stage(workdir, "vectorize").returncode == 0
+    line = one_line_error(stage(workdir, "examples"))
+    assert "examples.num_ns=6 needs a larger vocabulary than the corpus gave (5 tokens)" in line
+    assert not (workdir / "data" / "examples").exists()
+
+
+def test_too_few_pairs_for_a_batch_fails_before_training(workdir: Path) -> None:
+    (workdir / "tiny.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 20)
+    set_params(workdir, corpus__url=str(workdir / "tiny.txt"), corpus__sha256=None, examples__subsample=False)
+    for name in ("download", "vectorize", "examples"):
+        assert stage(workdir, name).returncode == 0
+    line = one_line_error(stage(workdir, "train"))
+    assert "fewer than train.batch_size=1024: lower train.batch_size" in line
+    assert not (workdir / "models").exists()
