@@ -47,14 +47,18 @@ def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def write_params(overrides: dict[str, Any]) -> dict[str, Any]:
+def check_overrides(overrides: dict[str, Any]) -> None:
+    """Fail on a bad key or value before any stage runs."""
+    params_from_dict(apply_overrides(read_params_file(layout.PARAMS_FILE), overrides))
+
+
+def write_params(overrides: dict[str, Any]) -> None:
     """Validate the overrides against params.yaml and write them into it, comments kept.
 
     Like `dvc exp run -S`, the override stays in params.yaml, so `dvc.lock`, `git diff` and
     the MLflow run all show what this run used.
     """
-    merged = apply_overrides(read_params_file(layout.PARAMS_FILE), overrides)
-    params_from_dict(merged)  # fails here, before any stage, on a bad key or value
+    check_overrides(overrides)
     if overrides:
         from ruamel.yaml import YAML
 
@@ -66,7 +70,6 @@ def write_params(overrides: dict[str, Any]) -> dict[str, Any]:
             document[section][name] = value
         with atomic_file(layout.PARAMS_FILE) as tmp, tmp.open("w", encoding="utf-8") as out:
             yaml.dump(document, out)
-    return merged
 
 
 @task(task_run_name="{stage}", retries=2, retry_delay_seconds=[5, 20], retry_condition_fn=_retry_if_transient)
@@ -135,6 +138,7 @@ def _summary_markdown(summary: dict[str, Any]) -> str:
 
 def run_from_cli(assignments: list[str]) -> None:
     overrides = parse_overrides(assignments)
+    check_overrides(overrides)  # a typo costs no flow run
     state = word2vec_pipeline(overrides, return_state=True)
     if state.is_failed():
         error = state.result(raise_on_failure=False)

@@ -1,0 +1,113 @@
+"""The pipeline through real DVC: repro from scratch, no-op repro, incremental repro, an experiment,
+and a push/pull round trip through a local remote. Tracking lands in a real MLflow store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import make_project_copy, run, tool_env
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dvc-remote")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, remote: Path) -> Path:
+    """A fresh copy of the project after one `dvc repro` (Shakespeare, default params but epochs)."""
+    root = make_project_copy(tmp_path_factory.mktemp("project"), {"train.epochs": EPOCHS}, remote=remote)
+    run(["dvc", "repro"], root)
+    return root
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def mlflow_client(project: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def runs_newest_first(project: Path) -> list:
+    client = mlflow_client(project)
+    experiment = client.get_experiment_by_name("word2vec")
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def digest(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_repro_from_scratch_exports_the_projector_files(project: Path) -> None:
+    vectors = (project / "exports" / "vectors.tsv").read_text().splitlines()
+    metadata = (project / "exports" / "metadata.tsv").read_text().splitlines()
+    assert len(vectors) == len(metadata) == 4095
+    assert {len(line.split("\t")) for line in vectors} == {128}
+    assert metadata[:3] == ["[UNK]", "the", "and"]
+    assert (project / "exports" / "projector_config.pbtxt").is_file()
+    metrics = yaml.safe_load((project / "metrics" / "train.json").read_text())
+    assert set(metrics) == {"loss", "accuracy"}
+
+
+def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> None:
+    (run_info,) = runs_newest_first(project)
+    client = mlflow_client(project)
+    run_id = run_info.info.run_id
+    assert run_info.info.status == "FINISHED"
+    assert run_info.data.params["train.epochs"] == str(EPOCHS)
+    assert run_info.data.params["vectorize.vocab_size"] == "4096"
+    for metric in ("loss", "accuracy"):
+        history = client.get_metric_history(run_id, metric)
+        assert sorted(point.step for point in history) == list(range(EPOCHS))
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert run_info.data.tags["dvc.download.md5"] == lock["download"]["outs"][0]["md5"]
+    assert run_info.data.tags["dvc.examples.md5"] == lock["examples"]["outs"][0]["md5"]
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert run_info.data.tags["git.commit"].startswith(head)
+    artifacts = {item.path for item in client.list_artifacts(run_id)}
+    assert artifacts == {"model", "tensorboard", "embeddings"}
+    embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
+    assert embeddings == {"embeddings/vectors.tsv", "embeddings/metadata.tsv", "embeddings/projector_config.pbtxt"}
+
+
+def test_second_repro_runs_nothing(project: Path) -> None:
+    result = run(["dvc", "repro"], project)
+    assert ran_stages(result.stdout) == []
+    assert "didn't change, skipping" in result.stdout
+
+
+def test_changing_epochs_reruns_train_and_export_only(project: Path) -> None:
+    result = run(["dvc", "exp", "run", "-S", f"train.epochs={EPOCHS + 1}"], project)
+    assert ran_stages(result.stdout) == ["train", "export"]
+    newest, first = runs_newest_first(project)
+    assert newest.data.params["train.epochs"] == str(EPOCHS + 1)
+    assert len(mlflow_client(project).get_metric_history(newest.info.run_id, "loss")) == EPOCHS + 1
+    assert newest.data.tags.get("dvc.exp_name")
+    # Same corpus and examples, so the two runs are comparable side by side.
+    assert newest.data.tags["dvc.examples.md5"] == first.data.tags["dvc.examples.md5"]
+
+
+def test_push_then_pull_in_another_clone_restores_every_artifact(project: Path, tmp_path: Path) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "pipeline results"], project)
+    run(["dvc", "push"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "exports").exists()
+    run(["dvc", "pull"], clone)
+    outputs = ["data/corpus/shakespeare.txt", "data/vectorized/vocab.txt", "data/vectorized/sequences.npy",
+               "data/examples/shard-00000.npz", "models/word2vec.keras", "models/w2v_embedding.npy",
+               "exports/vectors.tsv", "exports/metadata.tsv"]
+    for name in outputs:
+        assert digest(clone / name) == digest(project / name), name
+    status = run(["dvc", "status"], clone, tool_env())
+    assert "up to date" in status.stdout
