@@ -1,0 +1,33 @@
+# One command to set up and run the pipeline, one to set up and run the tests.
+#   make run     # venv from requirements.lock, then `dvc repro` (Shakespeare, params.yaml)
+#   make test    # venv from requirements.lock, then pytest
+# Offline: W2V_CORPUS_MIRROR=/path/to/folder/with/shakespeare.txt make run
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup run test ui-mlflow ui-prefect
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: setup
+	dvc repro
+
+test: setup
+	DO_NOT_TRACK=true $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui-mlflow: setup
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+ui-prefect: setup
+	PREFECT_SERVER_ANALYTICS_ENABLED=false prefect server start --host 127.0.0.1 --port 4200
