@@ -10,16 +10,18 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pipeline import layout
+from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_file
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from mlflow import MlflowClient
 
 EXPERIMENT_NAME = "word2vec"
@@ -72,41 +74,9 @@ def dvc_hashes(lock_file: Path = Path("dvc.lock")) -> dict[str, str]:
     return hashes
 
 
-@dataclass
-class TrainRun:
-    """An open MLflow run for one training; `log_epoch` is called once per epoch."""
+def _start_run(client: MlflowClient, flat_params: dict[str, Any], extra_tags: dict[str, str]) -> str:
+    from mlflow.entities import Param
 
-    client: MlflowClient
-    run_id: str
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(key, value, now, epoch) for key, value in metrics.items()]
-        )
-
-    def log_artifact(self, path: Path, artifact_path: str) -> None:
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
-
-    def save_reference(self, run_file: Path) -> None:
-        """Leave the run's id where the export stage finds it."""
-        with atomic_file(run_file) as tmp:
-            tmp.write_text(json.dumps({"run_id": self.run_id, "tracking_uri": tracking_uri()}, indent=2) + "\n")
-
-    def __enter__(self) -> TrainRun:
-        return self
-
-    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED" if error_type is None else "FAILED")
-
-
-def start_train_run(flat_params: dict[str, Any], extra_tags: dict[str, str]) -> TrainRun:
-    client = _client()
     tags = {**dvc_hashes(), **extra_tags}
     commit = git_commit()
     if commit:
@@ -116,10 +86,112 @@ def start_train_run(flat_params: dict[str, Any], extra_tags: dict[str, str]) -> 
         if os.environ.get(env):
             tags[tag] = os.environ[env]
     run = client.create_run(_experiment_id(client), tags=tags, run_name=os.environ.get("DVC_EXP_NAME"))
-    from mlflow.entities import Param
-
     client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in flat_params.items()])
-    return TrainRun(client=client, run_id=run.info.run_id)
+    return run.info.run_id
+
+
+def _log_artifact(client: MlflowClient, run_id: str, path: str, artifact_path: str) -> None:
+    if Path(path).is_dir():
+        client.log_artifacts(run_id, path, artifact_path)
+    else:
+        client.log_artifact(run_id, path, artifact_path)
+
+
+def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], tags: dict[str, str]) -> None:
+    """The child process's loop: MLflow calls in the order the stage sent them.
+
+    Requests that expect an answer ("ready", "save_reference", "end") get the run id, or the
+    first error met so far; the others are fire-and-forget.
+    """
+    from mlflow.entities import Metric
+
+    error: str | None = None
+    client = run_id = None
+    try:
+        client = _client()
+        run_id = _start_run(client, flat_params, tags)
+    except Exception as failure:  # reported to the stage at its next request that expects an answer
+        error = f"{type(failure).__name__}: {failure}"
+    while True:
+        request, *args = connection.recv()
+        if error is None and client is not None and run_id is not None:
+            try:
+                if request == "log_epoch":
+                    epoch, metrics = args
+                    now = int(time.time() * 1000)
+                    client.log_batch(run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
+                elif request == "log_artifact":
+                    _log_artifact(client, run_id, *args)
+                elif request == "save_reference":
+                    with atomic_file(Path(args[0])) as tmp:
+                        tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking_uri()}, indent=2) + "\n")
+                elif request == "end":
+                    client.set_terminated(run_id, args[0])
+            except Exception as failure:
+                error = f"{type(failure).__name__}: {failure}"
+        if request in ("ready", "save_reference", "end"):
+            connection.send((error, run_id))
+        if request == "end":
+            return
+
+
+class TrainTracking:
+    """The MLflow run of one training, logged by a child process.
+
+    Importing MLflow and opening its store takes 1.5 to 2 s. The child does it on the second core
+    while the stage imports TensorFlow, so tracking adds almost nothing to the stage's time.
+    Per-epoch metrics and artifacts are queued to the child in order; any tracking failure is
+    raised at the next `wait_ready`, `save_reference` or at the end.
+    """
+
+    def __init__(self, flat_params: dict[str, Any], tags: dict[str, str]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold TF threads
+        self._connection, child_end = context.Pipe()
+        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())  # the child resolves the same store
+        self._process = context.Process(target=_train_tracking_worker, args=(child_end, flat_params, tags),
+                                        name="mlflow-tracking", daemon=True)
+        self._process.start()
+        child_end.close()
+        self.run_id: str | None = None
+
+    def _ask(self, *request: Any) -> str:
+        self._connection.send(request)
+        try:
+            error, run_id = self._connection.recv()
+        except EOFError:
+            raise PipelineError("the MLflow tracking process died: see the messages above") from None
+        if error:
+            raise PipelineError(f"MLflow tracking failed ({error}): check MLFLOW_TRACKING_URI={tracking_uri()}")
+        self.run_id = run_id
+        return run_id
+
+    def wait_ready(self) -> str:
+        """Block until the run exists; call before the expensive work."""
+        return self._ask("ready")
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self._connection.send(("log_epoch", epoch, metrics))
+
+    def log_artifact(self, path: Path, artifact_path: str) -> None:
+        self._connection.send(("log_artifact", str(path), artifact_path))
+
+    def save_reference(self, run_file: Path) -> None:
+        """Leave the run's id where the export stage finds it (after everything queued is logged)."""
+        self._ask("save_reference", str(run_file))
+
+    def __enter__(self) -> TrainTracking:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            self._ask("end", "FINISHED" if error_type is None else "FAILED")
+        except PipelineError:
+            if error_type is None:
+                raise
+        finally:
+            self._process.join(timeout=60)
 
 
 def log_export(run_file: Path, export_dir: Path) -> str | None:

@@ -1,6 +1,7 @@
 """Stage 4: train the model; save it, its target embedding, TensorBoard logs and per-epoch history.
 
-Opens the pipeline execution's MLflow run (params, tags, per-epoch metrics, model, logs).
+Opens the pipeline execution's MLflow run (params, tags, per-epoch metrics, model, logs); a child
+process does the MLflow work while this one imports TensorFlow and trains.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def run(params: Params) -> str:
     check_trainable(read_example_stats(layout.EXAMPLES_DIR)["pairs"], params.train)
     examples = load_examples(layout.EXAMPLES_DIR)
 
-    with tracking.start_train_run(flatten(params), {"stage": "train"}) as mlflow_run:
+    with tracking.TrainTracking(flatten(params), {"stage": "train"}) as mlflow_run:
         with atomic_dir(layout.MODEL_DIR) as out_dir:
             result = train_word2vec(
                 examples,
@@ -31,6 +32,7 @@ def run(params: Params) -> str:
                 params=params.train,
                 tensorboard_dir=out_dir / layout.TENSORBOARD_DIR.name,
                 on_epoch_end=mlflow_run.log_epoch,
+                before_fit=mlflow_run.wait_ready,
             )
             result.model.save(out_dir / layout.MODEL_FILE.name)
             np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))

@@ -90,8 +90,10 @@ def train_word2vec(
     params: TrainParams,
     tensorboard_dir: Path | None = None,
     on_epoch_end: EpochHook | None = None,
+    before_fit: Callable[[], object] | None = None,
     verbose: int = 2,
 ) -> TrainResult:
+    """Train the tutorial's model; `before_fit` runs once the model is built, before the first step."""
     import keras
 
     from w2vpipe.model import build_word2vec
@@ -118,6 +120,8 @@ def train_word2vec(
             )
         )
     dataset = make_dataset(examples, params.batch_size, params.buffer_size, params.seed)
+    if before_fit is not None:
+        before_fit()
     history = model.fit(dataset, epochs=params.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     return TrainResult(
         model=model,
