@@ -11,7 +11,14 @@ from w2vpipe.export import write_projector_files
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import make_examples
 from w2vpipe.training import train_word2vec
-from w2vpipe.vocabulary import adapt_vectorizer, load_vocabulary, save_vocabulary, vectorize_corpus
+from w2vpipe.vocabulary import (
+    adapt_vectorizer,
+    custom_standardization,
+    load_vocabulary,
+    read_nonempty_lines,
+    save_vocabulary,
+    vectorize_lines,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +26,9 @@ def vectorized(tmp_path_factory: pytest.TempPathFactory, shakespeare: Path) -> t
     corpus = tmp_path_factory.mktemp("corpus") / "small.txt"
     with shakespeare.open(encoding="utf-8") as source:
         corpus.write_text("".join(line for _, line in zip(range(3000), source)), encoding="utf-8")
-    layer = adapt_vectorizer(corpus, vocab_size=500, sequence_length=10)
-    return layer.get_vocabulary(), vectorize_corpus(layer, corpus)
+    lines = read_nonempty_lines(corpus)
+    layer = adapt_vectorizer(lines, vocab_size=500, sequence_length=10)
+    return layer.get_vocabulary(), vectorize_lines(layer, lines)
 
 
 def test_vectorizer_standardizes_like_the_tutorial(vectorized: tuple[list[str], np.ndarray]) -> None:
@@ -32,6 +40,22 @@ def test_vectorizer_standardizes_like_the_tutorial(vectorized: tuple[list[str], 
     index = {token: i for i, token in enumerate(vocabulary)}
     # Line 1 of Shakespeare, "First Citizen:", padded to 10.
     assert sequences[0].tolist() == [index["first"], index["citizen"]] + [0] * 8
+
+
+def test_in_memory_vectorization_equals_the_tutorials_tf_data_pipeline(shakespeare: Path) -> None:
+    import tensorflow as tf
+    from keras import layers
+
+    lines = read_nonempty_lines(shakespeare)
+    assert len(lines) == 32777  # the tutorial's count
+    layer = adapt_vectorizer(lines, vocab_size=4096, sequence_length=10)
+    text_ds = tf.data.TextLineDataset(str(shakespeare)).filter(lambda x: tf.cast(tf.strings.length(x), bool))
+    reference = layers.TextVectorization(standardize=custom_standardization, max_tokens=4096, output_mode="int",
+                                         output_sequence_length=10)
+    reference.adapt(text_ds.batch(1024))
+    assert layer.get_vocabulary() == reference.get_vocabulary()
+    expected = np.concatenate(list(text_ds.batch(1024).map(reference).as_numpy_iterator()))
+    np.testing.assert_array_equal(vectorize_lines(layer, lines), expected)
 
 
 def test_vocabulary_file_round_trips(vectorized: tuple[list[str], np.ndarray], tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from w2vpipe.corpus import check_corpus_text, corpus_filename
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_dir
 from w2vpipe.params import Params
-from w2vpipe.vocabulary import adapt_vectorizer, save_vocabulary, vectorize_corpus
+from w2vpipe.vocabulary import adapt_vectorizer, read_nonempty_lines, save_vocabulary, vectorize_lines
 
 
 def run(params: Params) -> str:
@@ -17,9 +17,10 @@ def run(params: Params) -> str:
     if not corpus.is_file():
         raise PipelineError(f"{corpus} not found: run the download stage first (dvc repro download)")
     check_corpus_text(corpus)
-    vectorize_layer = adapt_vectorizer(corpus, params.vectorize.vocab_size, params.vectorize.sequence_length)
+    lines = read_nonempty_lines(corpus)
+    vectorize_layer = adapt_vectorizer(lines, params.vectorize.vocab_size, params.vectorize.sequence_length)
     vocabulary = vectorize_layer.get_vocabulary()
-    sequences = vectorize_corpus(vectorize_layer, corpus)
+    sequences = vectorize_lines(vectorize_layer, lines)
     with atomic_dir(layout.VECTORIZED_DIR) as out_dir:
         save_vocabulary(vocabulary, out_dir / layout.VOCABULARY_FILE.name)
         np.save(out_dir / layout.SEQUENCES_FILE.name, sequences)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
-from keras import layers, ops
+from w2vpipe.backend import import_keras
+
+keras = import_keras()
+from keras import layers, ops  # noqa: E402
 
 TARGET_EMBEDDING = "w2v_embedding"
 CONTEXT_EMBEDDING = "context_embedding"

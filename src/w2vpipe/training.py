@@ -94,9 +94,10 @@ def train_word2vec(
     verbose: int = 2,
 ) -> TrainResult:
     """Train the tutorial's model; `before_fit` runs once the model is built, before the first step."""
-    import keras
-
+    from w2vpipe.backend import import_keras
     from w2vpipe.model import build_word2vec
+
+    keras = import_keras()
 
     check_trainable(len(examples), params)
     keras.utils.set_random_seed(params.seed)
