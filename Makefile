@@ -7,7 +7,6 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: setup run test ui-mlflow ui-prefect
 

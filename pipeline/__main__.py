@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--name", default="word2vec", help="deployment name (default: word2vec)")
     args = parser.parse_args(argv)
 
-    # TensorFlow's C++ start-up chatter hides the stage's own lines; errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ log lines (a CUDA probe's "error" on a machine without GPU among them) bury
+    # the stage's own; its real failures still surface as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if args.command in layout.STAGES:
             _run_stage(args.command)

@@ -97,6 +97,11 @@ def _log_artifact(client: MlflowClient, run_id: str, path: str, artifact_path: s
         client.log_artifact(run_id, path, artifact_path)
 
 
+def _one_line(failure: Exception) -> str:
+    first = (str(failure).strip().splitlines() or [""])[0]
+    return f"{type(failure).__name__}: {first[:300]}"
+
+
 def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], tags: dict[str, str]) -> None:
     """The child process's loop: MLflow calls in the order the stage sent them.
 
@@ -111,7 +116,7 @@ def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], 
         client = _client()
         run_id = _start_run(client, flat_params, tags)
     except Exception as failure:  # reported to the stage at its next request that expects an answer
-        error = f"{type(failure).__name__}: {failure}"
+        error = _one_line(failure)
     while True:
         request, *args = connection.recv()
         if error is None and client is not None and run_id is not None:
@@ -128,7 +133,7 @@ def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], 
                 elif request == "end":
                     client.set_terminated(run_id, args[0])
             except Exception as failure:
-                error = f"{type(failure).__name__}: {failure}"
+                error = _one_line(failure)
         if request in ("ready", "save_reference", "end"):
             connection.send((error, run_id))
         if request == "end":

@@ -46,7 +46,7 @@ def free_port() -> int:
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment for the project's commands: this venv first on PATH, no network to reach."""
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "W2V_CORPUS_MIRROR": str(CORPUS_MIRROR), "DO_NOT_TRACK": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "W2V_CORPUS_MIRROR": str(CORPUS_MIRROR), "DO_NOT_TRACK": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("PREFECT_API_URL", None)
     env.update(extra)

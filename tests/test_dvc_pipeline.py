@@ -111,3 +111,49 @@ def test_push_then_pull_in_another_clone_restores_every_artifact(project: Path, 
         assert digest(clone / name) == digest(project / name), name
     status = run(["dvc", "status"], clone, tool_env())
     assert "up to date" in status.stdout
+
+
+def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_path: Path) -> None:
+    """`MLFLOW_TRACKING_URI` sends the run to a tracking server instead of the embedded store."""
+    import subprocess
+    import time
+    import urllib.request
+
+    import httpx
+
+    from conftest import VENV_BIN, free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "artifacts")],
+        env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        env = tool_env(MLFLOW_TRACKING_URI=url)
+        for stage in ("train", "export"):
+            run(["python", "-m", "pipeline", stage], project, env)
+        experiments = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name",
+                                params={"experiment_name": "word2vec"}).json()
+        runs = httpx.post(f"{url}/api/2.0/mlflow/runs/search",
+                          json={"experiment_ids": [experiments["experiment"]["experiment_id"]]}).json()["runs"]
+        (tracked,) = runs
+        run_id = tracked["info"]["run_id"]
+        history = httpx.get(f"{url}/api/2.0/mlflow/metrics/get-history",
+                            params={"run_id": run_id, "metric_key": "accuracy"}).json()["metrics"]
+        assert len(history) == EPOCHS + 1  # the experiment above left train.epochs at EPOCHS + 1
+        files = httpx.get(f"{url}/api/2.0/mlflow/artifacts/list",
+                          params={"run_id": run_id, "path": "embeddings"}).json()["files"]
+        assert {item["path"] for item in files} >= {"embeddings/vectors.tsv", "embeddings/metadata.tsv"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

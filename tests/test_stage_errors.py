@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, tool_env
+from conftest import REPO_ROOT, free_port, tool_env
 
 
 def stage(workdir: Path, name: str) -> subprocess.CompletedProcess[str]:
@@ -19,10 +19,14 @@ def stage(workdir: Path, name: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
+# TensorFlow prints these before its logging is set up, whatever TF_CPP_MIN_LOG_LEVEL says.
+TF_PREINIT_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "W0000 ", "E0000 ")
+
+
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(TF_PREINIT_NOISE)]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
 
@@ -84,4 +88,20 @@ def test_too_few_pairs_for_a_batch_fails_before_training(workdir: Path) -> None:
         assert stage(workdir, name).returncode == 0
     line = one_line_error(stage(workdir, "train"))
     assert "fewer than train.batch_size=1024: lower train.batch_size" in line
+    assert not (workdir / "models").exists()
+
+
+def test_unreachable_tracking_server_fails_before_training(workdir: Path) -> None:
+    (workdir / "tiny.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 20)
+    set_params(workdir, corpus__url=str(workdir / "tiny.txt"), corpus__sha256=None, examples__subsample=False,
+               train__batch_size=16)
+    for name in ("download", "vectorize", "examples"):
+        assert stage(workdir, name).returncode == 0
+    env = tool_env(PYTHONPATH=str(REPO_ROOT), MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",
+                   MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    result = subprocess.run([sys.executable, "-m", "pipeline", "train"], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=300)
+    line = one_line_error(result)
+    assert "MLflow tracking failed" in line and "check MLFLOW_TRACKING_URI=http://127.0.0.1:" in line
+    assert "Epoch 1/" not in result.stdout  # it stopped before training
     assert not (workdir / "models").exists()
