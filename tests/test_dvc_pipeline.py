@@ -140,8 +140,11 @@ def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_p
                 assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
                 time.sleep(0.5)
         env = tool_env(MLFLOW_TRACKING_URI=url)
+        before = {name: digest(project / name) for name in ("models/w2v_embedding.npy", "exports/vectors.tsv")}
         for stage in ("train", "export"):
             run(["python", "-m", "pipeline", stage], project, env)
+        # Same params and seed as the experiment's training: the same embeddings, bit for bit.
+        assert {name: digest(project / name) for name in before} == before
         experiments = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name",
                                 params={"experiment_name": "word2vec"}).json()
         runs = httpx.post(f"{url}/api/2.0/mlflow/runs/search",
