@@ -63,7 +63,7 @@ def time_pipeline(corpus: Path, env: dict[str, str]) -> dict[str, float]:
             raise SystemExit(f"dvc repro failed in {project}")
         ended = time.perf_counter()
         times = {"total": ended - started, "dvc start": marks[0][1] - started}
-        for (stage, begun), (_, next_begun) in zip(marks, [*marks[1:], ("", ended)]):
+        for (stage, begun), (_, next_begun) in zip(marks, [*marks[1:], ("", ended)], strict=True):
             times[stage] = next_begun - begun
         vectors = (project / "exports" / "vectors.tsv").read_text().count("\n")
         times["vectors"] = float(vectors)
@@ -113,7 +113,7 @@ def main() -> None:
         ("export", median(tutorial_runs, "export"), median(pipeline_runs, "export")),
         ("**total wall time**", median(tutorial_runs, "total"), median(pipeline_runs, "total")),
     ]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     lines = [
         f"# Cold `dvc repro` vs the tutorial's code — {now:%Y-%m-%d %H:%M} UTC",
         "",

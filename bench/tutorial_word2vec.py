@@ -9,7 +9,6 @@ Only change: Keras 3 dropped `skipgrams` and `make_sampling_table`, so they come
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
@@ -117,7 +116,7 @@ dataset = dataset.cache().prefetch(buffer_size=AUTOTUNE)
 
 class Word2Vec(tf.keras.Model):
     def __init__(self, vocab_size, embedding_dim):
-        super(Word2Vec, self).__init__()
+        super().__init__()
         self.target_embedding = layers.Embedding(vocab_size, embedding_dim, name="w2v_embedding")
         self.context_embedding = layers.Embedding(vocab_size, embedding_dim)
 
@@ -144,8 +143,8 @@ t = _mark("train", t)
 
 weights = word2vec.get_layer("w2v_embedding").get_weights()[0]
 vocab = vectorize_layer.get_vocabulary()
-out_v = io.open(os.path.join(args.out, "vectors.tsv"), "w", encoding="utf-8")
-out_m = io.open(os.path.join(args.out, "metadata.tsv"), "w", encoding="utf-8")
+out_v = open(os.path.join(args.out, "vectors.tsv"), "w", encoding="utf-8")
+out_m = open(os.path.join(args.out, "metadata.tsv"), "w", encoding="utf-8")
 for index, word in enumerate(vocab):
     if index == 0:
         continue

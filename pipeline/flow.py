@@ -31,7 +31,7 @@ FLOW_NAME = "word2vec-pipeline"
 TRANSIENT_ERROR_PREFIX = f"error: {DOWNLOAD_FAILED}"
 
 
-class StageFailed(PipelineError):
+class StageFailedError(PipelineError):
     def __init__(self, stage: str, message: str, transient: bool) -> None:
         super().__init__(f"stage {stage} failed: {message}")
         self.transient = transient
@@ -40,7 +40,7 @@ class StageFailed(PipelineError):
 def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
-    except StageFailed as error:
+    except StageFailedError as error:
         return error.transient
     except Exception:
         return False
@@ -94,7 +94,7 @@ def run_stage(stage: str) -> str:
     if returncode != 0:
         errors = [line for line in lines if line.startswith("error:")]
         message = (errors or lines or [f"exit {returncode}"])[-1].removeprefix("error: ")
-        raise StageFailed(stage, message, transient=any(e.startswith(TRANSIENT_ERROR_PREFIX) for e in errors))
+        raise StageFailedError(stage, message, transient=any(e.startswith(TRANSIENT_ERROR_PREFIX) for e in errors))
     return "up to date" if any("didn't change, skipping" in line for line in lines) else "ran"
 
 

@@ -14,7 +14,7 @@ from conftest import SHAKESPEARE_SHA256, free_port
 from w2vpipe.corpus import TransientDownloadError, check_corpus_text, fetch_corpus
 from w2vpipe.errors import PipelineError
 
-BODY = "First Citizen:\nBefore we proceed any further, hear me speak.\n".encode()
+BODY = b"First Citizen:\nBefore we proceed any further, hear me speak.\n"
 
 
 class CorpusServer(http.server.ThreadingHTTPServer):

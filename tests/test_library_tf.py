@@ -25,7 +25,7 @@ from w2vpipe.vocabulary import (
 def vectorized(tmp_path_factory: pytest.TempPathFactory, shakespeare: Path) -> tuple[list[str], np.ndarray]:
     corpus = tmp_path_factory.mktemp("corpus") / "small.txt"
     with shakespeare.open(encoding="utf-8") as source:
-        corpus.write_text("".join(line for _, line in zip(range(3000), source)), encoding="utf-8")
+        corpus.write_text("".join(line for _, line in zip(range(3000), source, strict=False)), encoding="utf-8")
     lines = read_nonempty_lines(corpus)
     layer = adapt_vectorizer(lines, vocab_size=500, sequence_length=10)
     return layer.get_vocabulary(), vectorize_lines(layer, lines)
@@ -88,8 +88,8 @@ def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], np.nda
 
 
 def test_projector_files_load_in_tensorboards_projector(tmp_path: Path) -> None:
-    from tensorboard.plugins.projector import projector_config_pb2, projector_plugin
     from google.protobuf import text_format
+    from tensorboard.plugins.projector import projector_config_pb2, projector_plugin
 
     vocabulary = ["", "[UNK]", "the", "and"]
     weights = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)

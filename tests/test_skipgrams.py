@@ -14,7 +14,7 @@ TUTORIAL_SEQUENCE = np.array([1, 2, 3, 4, 5, 1, 6, 7])
 
 
 def pairs_multiset(targets: np.ndarray, contexts: np.ndarray) -> Counter:
-    return Counter(zip(targets.tolist(), contexts.tolist()))
+    return Counter(zip(targets.tolist(), contexts.tolist(), strict=True))
 
 
 def test_tutorial_sentence_gives_keras2_pairs() -> None:

@@ -44,7 +44,9 @@ def run(params: Params) -> str:
                      labels=examples.labels)
             pairs += len(examples)
         if pairs == 0:
-            raise PipelineError("the corpus gave no skip-gram pairs: use a larger corpus or set examples.subsample: false")
+            raise PipelineError(
+                "the corpus gave no skip-gram pairs: use a larger corpus or set examples.subsample: false"
+            )
         stats = {"sentences": len(sequences), "pairs": pairs, "shards": shard + 1,
                  "num_ns": params.examples.num_ns}
         (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")

@@ -14,7 +14,13 @@ import numpy as np
 from pipeline import layout, tracking
 from w2vpipe.files import atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
-from w2vpipe.training import check_trainable, load_examples, read_example_stats, target_embedding_weights, train_word2vec
+from w2vpipe.training import (
+    check_trainable,
+    load_examples,
+    read_example_stats,
+    target_embedding_weights,
+    train_word2vec,
+)
 from w2vpipe.vocabulary import load_vocabulary
 
 
@@ -51,7 +57,7 @@ def write_history(history: dict[str, list[float]]) -> None:
     with atomic_file(layout.TRAIN_HISTORY_FILE) as tmp, tmp.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["epoch", *names])
-        for epoch, values in enumerate(zip(*(history[name] for name in names))):
+        for epoch, values in enumerate(zip(*(history[name] for name in names), strict=True)):
             writer.writerow([epoch, *values])
     with atomic_file(layout.TRAIN_METRICS_FILE) as tmp:
         tmp.write_text(json.dumps({name: history[name][-1] for name in names}, indent=2) + "\n")

@@ -24,7 +24,7 @@ MIRROR_ENV = "W2V_CORPUS_MIRROR"
 DOWNLOAD_FAILED = "could not download"
 CHUNK_BYTES = 1 << 20
 # The tutorial's standardization (lowercase, strip ASCII punctuation), as a Python regex.
-PUNCTUATION = re.compile("[%s]" % re.escape(string.punctuation))
+PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
 class TransientDownloadError(PipelineError):
@@ -82,7 +82,9 @@ def fetch_corpus(
                 raise PipelineError(f"corpus file {local} does not exist: fix corpus.url in params.yaml")
             shutil.copyfile(local, tmp)
         else:
-            raise PipelineError(f"corpus.url scheme {parsed.scheme!r} is not supported: use http(s)://, file:// or a path")
+            raise PipelineError(
+                f"corpus.url scheme {parsed.scheme!r} is not supported: use http(s)://, file:// or a path"
+            )
         digest = file_sha256(tmp)
         if sha256 is not None and digest != sha256.lower():
             raise PipelineError(

@@ -6,7 +6,8 @@ from typing import Any
 
 from w2vpipe.backend import import_keras
 
-keras = import_keras()
+import_keras()  # before the first `import keras`, which it makes cheaper
+import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 TARGET_EMBEDDING = "w2v_embedding"

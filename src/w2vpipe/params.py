@@ -139,7 +139,8 @@ def params_from_dict(raw: Any) -> Params:
         raw = {}
     if not isinstance(raw, dict):
         raise PipelineError("params.yaml must be a mapping of sections (corpus, vectorize, examples, train)")
-    sections = {f.name: f.default_factory for f in dataclasses.fields(Params)}  # type: ignore[misc]
+    sections: dict[str, type] = {"corpus": CorpusParams, "vectorize": VectorizeParams,
+                                 "examples": ExamplesParams, "train": TrainParams}
     built = {}
     for name, value in raw.items():
         if name not in sections:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -95,9 +95,9 @@ def train_word2vec(
 ) -> TrainResult:
     """Train the tutorial's model; `before_fit` runs once the model is built, before the first step."""
     from w2vpipe.backend import import_keras
-    from w2vpipe.model import build_word2vec
 
     keras = import_keras()
+    from w2vpipe.model import build_word2vec
 
     check_trainable(len(examples), params)
     keras.utils.set_random_seed(params.seed)
@@ -111,7 +111,7 @@ def train_word2vec(
             jit_compile=True,
             steps_per_execution=min(MAX_STEPS_PER_EXECUTION, steps_per_epoch),
         )
-    callbacks: list[keras.callbacks.Callback] = []
+    callbacks: list[Any] = []
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
     if on_epoch_end is not None:

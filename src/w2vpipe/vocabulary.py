@@ -31,7 +31,7 @@ def custom_standardization(input_data: tf.Tensor) -> tf.Tensor:
     import tensorflow as tf
 
     lowercase = tf.strings.lower(input_data)
-    return tf.strings.regex_replace(lowercase, "[%s]" % re.escape(string.punctuation), "")
+    return tf.strings.regex_replace(lowercase, f"[{re.escape(string.punctuation)}]", "")
 
 
 def read_nonempty_lines(corpus_path: Path) -> list[str]:
@@ -80,5 +80,7 @@ def load_vocabulary(path: Path) -> list[str]:
         raise PipelineError(f"{path} not found: run the vectorize stage first (dvc repro vectorize)")
     vocabulary = path.read_text(encoding="utf-8").split("\n")[:-1]
     if len(vocabulary) < 3 or vocabulary[0] != PAD_TOKEN:
-        raise PipelineError(f"{path} is not a vocabulary written by the vectorize stage: rerun it (dvc repro -f vectorize)")
+        raise PipelineError(
+            f"{path} is not a vocabulary written by the vectorize stage: rerun it (dvc repro -f vectorize)"
+        )
     return vocabulary
