@@ -6,7 +6,7 @@ PARAMS_FILE = Path("params.yaml")
 CORPUS_DIR = Path("data/corpus")
 VECTORIZED_DIR = Path("data/vectorized")
 VOCABULARY_FILE = VECTORIZED_DIR / "vocab.txt"
-SEQUENCES_FILE = VECTORIZED_DIR / "sequences.npy"
+COUNTS_FILE = VECTORIZED_DIR / "counts.npy"
 EXAMPLES_DIR = Path("data/examples")
 MODEL_DIR = Path("models")
 MODEL_FILE = MODEL_DIR / "word2vec.keras"
@@ -19,4 +19,10 @@ METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "train_history.csv"
 EXPORT_DIR = Path("exports")
+STATS_FILE_NAME = "stats.json"
 STAGES = ("download", "vectorize", "examples", "train", "export")
+
+
+def shard_name(index: int) -> str:
+    """Shard files of the vectorize and examples stages: shard i of one feeds shard i of the other."""
+    return f"shard-{index:05d}.npz"

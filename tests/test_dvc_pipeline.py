@@ -104,7 +104,7 @@ def test_push_then_pull_in_another_clone_restores_every_artifact(project: Path, 
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
     assert not (clone / "exports").exists()
     run(["dvc", "pull"], clone)
-    outputs = ["data/corpus/shakespeare.txt", "data/vectorized/vocab.txt", "data/vectorized/sequences.npy",
+    outputs = ["data/corpus/shakespeare.txt", "data/vectorized/vocab.txt", "data/vectorized/shard-00000.npz",
                "data/examples/shard-00000.npz", "models/word2vec.keras", "models/w2v_embedding.npy",
                "exports/vectors.tsv", "exports/metadata.tsv"]
     for name in outputs:

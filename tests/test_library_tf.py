@@ -1,4 +1,4 @@
-"""Vectorization, training and export with real TensorFlow, on a small corpus."""
+"""Vectorization, training and export with real TensorFlow, on small corpora."""
 
 from __future__ import annotations
 
@@ -9,70 +9,96 @@ import pytest
 
 from w2vpipe.export import write_projector_files
 from w2vpipe.params import TrainParams
-from w2vpipe.skipgrams import make_examples
+from w2vpipe.skipgrams import Examples, make_examples, noise_probabilities
 from w2vpipe.training import train_word2vec
 from w2vpipe.vocabulary import (
+    Sentences,
     adapt_vectorizer,
     custom_standardization,
+    iter_line_blocks,
     load_vocabulary,
-    read_nonempty_lines,
     save_vocabulary,
-    vectorize_lines,
+    vectorize_block,
 )
 
 
 @pytest.fixture(scope="module")
-def vectorized(tmp_path_factory: pytest.TempPathFactory, shakespeare: Path) -> tuple[list[str], np.ndarray]:
+def small_shakespeare(tmp_path_factory: pytest.TempPathFactory, shakespeare: Path) -> Path:
     corpus = tmp_path_factory.mktemp("corpus") / "small.txt"
     with shakespeare.open(encoding="utf-8") as source:
         corpus.write_text("".join(line for _, line in zip(range(3000), source, strict=False)), encoding="utf-8")
-    lines = read_nonempty_lines(corpus)
-    layer = adapt_vectorizer(lines, vocab_size=500, sequence_length=10)
-    return layer.get_vocabulary(), vectorize_lines(layer, lines)
+    return corpus
 
 
-def test_vectorizer_standardizes_like_the_tutorial(vectorized: tuple[list[str], np.ndarray]) -> None:
-    vocabulary, sequences = vectorized
+@pytest.fixture(scope="module")
+def vectorized(small_shakespeare: Path) -> tuple[list[str], Sentences]:
+    layer = adapt_vectorizer(small_shakespeare, vocab_size=500, sequence_length=10)
+    (block,) = iter_line_blocks(small_shakespeare, 100_000)
+    return layer.get_vocabulary(), vectorize_block(layer, block)
+
+
+def test_vectorizer_standardizes_like_the_tutorial(vectorized: tuple[list[str], Sentences]) -> None:
+    vocabulary, sentences = vectorized
     assert vocabulary[:2] == ["", "[UNK]"]
     assert len(vocabulary) == 500
     assert all(token == token.lower() and not any(c in token for c in ",.:;!?'") for token in vocabulary[2:])
-    assert sequences.shape[1] == 10 and sequences.dtype == np.int32
+    assert set(sentences.lengths.tolist()) == {10} and sentences.tokens.dtype == np.int32
     index = {token: i for i, token in enumerate(vocabulary)}
     # Line 1 of Shakespeare, "First Citizen:", padded to 10.
-    assert sequences[0].tolist() == [index["first"], index["citizen"]] + [0] * 8
+    assert sentences.tokens[:10].tolist() == [index["first"], index["citizen"]] + [0] * 8
 
 
-def test_in_memory_vectorization_equals_the_tutorials_tf_data_pipeline(shakespeare: Path) -> None:
+def test_streamed_blocks_equal_the_tutorials_tf_data_pipeline(shakespeare: Path) -> None:
     import tensorflow as tf
     from keras import layers
 
-    lines = read_nonempty_lines(shakespeare)
-    assert len(lines) == 32777  # the tutorial's count
-    layer = adapt_vectorizer(lines, vocab_size=4096, sequence_length=10)
+    layer = adapt_vectorizer(shakespeare, vocab_size=4096, sequence_length=10, block_lines=5000)
+    blocks = [vectorize_block(layer, block) for block in iter_line_blocks(shakespeare, 5000)]
+    assert [len(block) for block in blocks] == [5000] * 6 + [2777]  # 32,777 lines, the tutorial's count
     text_ds = tf.data.TextLineDataset(str(shakespeare)).filter(lambda x: tf.cast(tf.strings.length(x), bool))
     reference = layers.TextVectorization(standardize=custom_standardization, max_tokens=4096, output_mode="int",
                                          output_sequence_length=10)
     reference.adapt(text_ds.batch(1024))
     assert layer.get_vocabulary() == reference.get_vocabulary()
     expected = np.concatenate(list(text_ds.batch(1024).map(reference).as_numpy_iterator()))
-    np.testing.assert_array_equal(vectorize_lines(layer, lines), expected)
+    np.testing.assert_array_equal(np.concatenate([block.tokens for block in blocks]), expected.reshape(-1))
 
 
-def test_vocabulary_file_round_trips(vectorized: tuple[list[str], np.ndarray], tmp_path: Path) -> None:
+def test_full_sentence_mode_keeps_whole_lines(small_shakespeare: Path) -> None:
+    layer = adapt_vectorizer(small_shakespeare, vocab_size=500, sequence_length=None)
+    lines = ["Before we proceed any further, hear me speak.", "All:"]
+    sentences = vectorize_block(layer, lines)
+    assert sentences.lengths.tolist() == [8, 1]
+    assert 0 not in sentences.tokens  # no padding
+    np.testing.assert_array_equal(sentences.sentence_ids(), [0] * 8 + [1])
+
+
+def test_vocabulary_file_round_trips(vectorized: tuple[list[str], Sentences], tmp_path: Path) -> None:
     vocabulary, _ = vectorized
     save_vocabulary(vocabulary, tmp_path / "vocab.txt")
     assert load_vocabulary(tmp_path / "vocab.txt") == vocabulary
     assert (tmp_path / "vocab.txt").read_text().splitlines()[:3] == ["", "[UNK]", "the"]
 
 
-def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], np.ndarray], tmp_path: Path) -> None:
-    vocabulary, sequences = vectorized
-    examples = make_examples(sequences, 2, 4, len(vocabulary), np.random.default_rng([42, 0]))
+def examples_for(vectorized: tuple[list[str], Sentences], store_negatives: bool,
+                 subsample: bool = True) -> tuple[Examples, np.ndarray]:
+    vocabulary, sentences = vectorized
+    counts = np.bincount(sentences.tokens, minlength=len(vocabulary))
+    counts[0] = 0
+    examples = make_examples(sentences.tokens, sentences.sentence_ids(), 2, 4, counts, np.random.default_rng(0),
+                             subsample=subsample, store_negatives=store_negatives)
+    return examples, counts
+
+
+def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], Sentences], tmp_path: Path) -> None:
+    examples, counts = examples_for(vectorized, store_negatives=True)
+    halves = [Examples(examples.targets[:5000], examples.contexts[:5000], examples.labels[:5000]),
+              Examples(examples.targets[5000:], examples.contexts[5000:], examples.labels[5000:])]
     params = TrainParams(embedding_dim=16, batch_size=256, epochs=3, learning_rate=0.01)
     seen: list[tuple[int, dict[str, float]]] = []
-    first = train_word2vec(examples, len(vocabulary), params, tensorboard_dir=tmp_path / "tb",
+    first = train_word2vec(halves, len(examples), len(counts), params, num_ns=4, tensorboard_dir=tmp_path / "tb",
                            on_epoch_end=lambda epoch, logs: seen.append((epoch, logs)), verbose=0)
-    second = train_word2vec(examples, len(vocabulary), params, verbose=0)
+    second = train_word2vec(halves, len(examples), len(counts), params, num_ns=4, verbose=0)
     assert [epoch for epoch, _ in seen] == [0, 1, 2]
     assert first.history["loss"][-1] < first.history["loss"][0]
     assert first.history["accuracy"][-1] > 0.2  # chance is 1 in 5
@@ -85,6 +111,29 @@ def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], np.nda
     first.model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(np.asarray(reloaded.get_layer("w2v_embedding").embeddings), weights)
+
+
+@pytest.mark.parametrize("noise", ["log_uniform", "unigram"])
+def test_negatives_drawn_per_batch_with_sparse_sgd_learn(vectorized: tuple[list[str], Sentences],
+                                                         noise: str) -> None:
+    examples, counts = examples_for(vectorized, store_negatives=False, subsample=False)
+    assert examples.contexts.shape[1] == 1
+    params = TrainParams(embedding_dim=16, batch_size=256, epochs=3, optimizer="sgd")
+    result = train_word2vec([examples], len(examples), len(counts), params, num_ns=4,
+                            noise=noise_probabilities(noise, counts), verbose=0)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert result.history["accuracy"][-1] > 0.35  # the positive outscores 4 drawn negatives (chance: 0.2)
+
+
+def test_drawn_negatives_follow_the_noise_distribution() -> None:
+    from w2vpipe.model import Word2Vec
+
+    model = Word2Vec(vocab_size=6, embedding_dim=2, num_ns=3, seed=1)
+    probabilities = np.array([0.0, 0.5, 0.25, 0.125, 0.125, 0.0])
+    model.set_noise(probabilities)
+    draws = np.asarray(model.draw_negatives(np.zeros((20_000, 1), dtype="int32"))).reshape(-1)
+    observed = np.bincount(draws, minlength=6) / len(draws)
+    np.testing.assert_allclose(observed, probabilities, atol=0.01)
 
 
 def test_projector_files_load_in_tensorboards_projector(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ def test_repo_params_are_the_tutorials() -> None:
     params = load_params(REPO_PARAMS)
     assert (params.vectorize.vocab_size, params.vectorize.sequence_length) == (4096, 10)
     assert (params.examples.window_size, params.examples.num_ns, params.examples.seed) == (2, 4, 42)
-    assert (params.train.embedding_dim, params.train.batch_size, params.train.buffer_size, params.train.epochs) == (
-        128, 1024, 10000, 20)
+    assert (params.train.embedding_dim, params.train.batch_size, params.train.epochs) == (128, 1024, 20)
+    assert (params.train.optimizer, params.train.effective_learning_rate) == ("adam", 0.001)
+    assert (params.examples.negatives, params.examples.noise) == ("stored", "log_uniform")
     assert flatten(params)["train.epochs"] == 20
 
 
@@ -31,6 +32,9 @@ def test_repo_params_are_the_tutorials() -> None:
         ({"train.epoch": 5}, "did you mean 'train.epochs'"),
         ({"trian.epochs": 5}, "did you mean 'train'"),
         ({"corpus.sha256": "abc"}, "64 hex digits"),
+        ({"train.optimizer": "adagrad"}, "it must be one of adam, sgd"),
+        ({"examples.negatives": "device"}, "it must be one of stored, per_batch"),
+        ({"vectorize.sequence_length": 1}, "or null to keep whole lines"),
     ],
 )
 def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, message: str) -> None:
@@ -39,6 +43,12 @@ def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, messa
         params_from_dict(raw)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_learning_rate_defaults_per_optimizer_and_scales_with_batch() -> None:
+    params = params_from_dict({"train": {"optimizer": "sgd", "batch_size": 4096, "scale_learning_rate": True}})
+    assert params.train.effective_learning_rate == pytest.approx(0.025 * 4)
+    assert params_from_dict({"train": {"learning_rate": 0.01}}).train.effective_learning_rate == 0.01
 
 
 def test_overrides_are_typed_yaml_scalars() -> None:

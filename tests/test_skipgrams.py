@@ -7,7 +7,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from w2vpipe.skipgrams import make_examples, make_sampling_table, sample_log_uniform, sample_negatives, skipgram_pairs
+from w2vpipe.skipgrams import (
+    make_examples,
+    make_sampler,
+    make_sampling_table,
+    sample_log_uniform,
+    sample_negatives,
+    skipgram_pairs,
+    unigram_probabilities,
+)
 
 # "The wide road shimmered in the hot sun", vectorized as in the tutorial.
 TUTORIAL_SEQUENCE = np.array([1, 2, 3, 4, 5, 1, 6, 7])
@@ -74,24 +82,53 @@ def test_log_uniform_draws_follow_tensorflows_distribution() -> None:
     np.testing.assert_allclose(observed, expected / expected.sum(), atol=0.003)
 
 
+@pytest.mark.parametrize("noise", ["log_uniform", "unigram"])
 @pytest.mark.parametrize(("num_ns", "range_max"), [(4, 4096), (4, 6), (15, 20)])
-def test_negatives_are_unique_in_range_and_never_the_positive(num_ns: int, range_max: int) -> None:
+def test_negatives_are_unique_in_range_and_never_the_positive(num_ns: int, range_max: int, noise: str) -> None:
     rng = np.random.default_rng(7)
+    counts = np.arange(range_max, 0, -1) ** 2
+    counts[0] = 0  # padding never occurs in the corpus
     positives = sample_log_uniform(rng, 20_000, range_max)
-    negatives = sample_negatives(rng, positives, num_ns, range_max)
+    negatives = sample_negatives(rng, positives, num_ns, make_sampler(noise, counts), range_max)
     assert negatives.shape == (20_000, num_ns)
     assert negatives.min() >= 0 and negatives.max() < range_max
     rows = np.sort(np.concatenate([positives[:, None], negatives], axis=1), axis=1)
     assert not (rows[:, 1:] == rows[:, :-1]).any()
 
 
+def test_unigram_noise_follows_counts_to_the_three_quarters() -> None:
+    counts = np.array([0, 1000, 100, 10, 1])
+    draws = make_sampler("unigram", counts)(np.random.default_rng(5), 500_000)
+    observed = np.bincount(draws, minlength=5) / len(draws)
+    expected = counts**0.75 / (counts**0.75).sum()
+    np.testing.assert_allclose(observed, expected, atol=0.003)
+    np.testing.assert_allclose(unigram_probabilities(counts), expected)
+    assert observed[0] == 0  # padding is never drawn
+
+
 def test_examples_depend_only_on_the_seed() -> None:
-    sequences = np.random.default_rng(0).integers(0, 100, size=(500, 10))
-    first = make_examples(sequences, 2, 4, 100, np.random.default_rng([42, 0]))
-    again = make_examples(sequences, 2, 4, 100, np.random.default_rng([42, 0]))
-    other = make_examples(sequences, 2, 4, 100, np.random.default_rng([43, 0]))
+    tokens = np.random.default_rng(0).integers(0, 100, size=5000)
+    sentence_ids = np.repeat(np.arange(500), 10)
+    counts = np.ones(100, dtype=np.int64)
+
+    def examples(seed: int):
+        return make_examples(tokens, sentence_ids, 2, 4, counts, np.random.default_rng([seed, 0]))
+
+    first, again, other = examples(42), examples(42), examples(43)
     np.testing.assert_array_equal(first.contexts, again.contexts)
     np.testing.assert_array_equal(first.targets, again.targets)
     assert not np.array_equal(first.contexts[:100], other.contexts[:100])
     assert (first.labels[:, 0] == 1).all() and (first.labels[:, 1:] == 0).all()
     assert first.contexts.shape == (len(first), 5)
+
+
+def test_per_batch_mode_stores_positives_only() -> None:
+    tokens = np.random.default_rng(0).integers(1, 100, size=5000)
+    sentence_ids = np.repeat(np.arange(500), 10)
+    counts = np.ones(100, dtype=np.int64)
+    stored = make_examples(tokens, sentence_ids, 2, 4, counts, np.random.default_rng(1), subsample=False)
+    positives = make_examples(tokens, sentence_ids, 2, 4, counts, np.random.default_rng(1), subsample=False,
+                              store_negatives=False)
+    np.testing.assert_array_equal(positives.targets, stored.targets)
+    np.testing.assert_array_equal(positives.contexts[:, 0], stored.contexts[:, 0])
+    assert positives.contexts.shape == (len(stored), 1) and positives.labels.size == 0

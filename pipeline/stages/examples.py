@@ -1,53 +1,72 @@
-"""Stage 3: skip-gram pairs with negatives, written as shards plus a stats file."""
+"""Stage 3: skip-gram pairs (with negatives, or positives only when negatives are drawn per batch),
+one examples shard per vectorized shard, on all cores, plus a stats file."""
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 
 from pipeline import layout
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_dir
-from w2vpipe.params import Params
-from w2vpipe.skipgrams import make_examples
-from w2vpipe.training import STATS_FILE
-from w2vpipe.vocabulary import load_vocabulary
+from w2vpipe.params import ExamplesParams, Params
+from w2vpipe.skipgrams import make_examples, save_examples
+from w2vpipe.vocabulary import load_sentences, load_vocabulary
 
-# Lines per shard. Each shard draws from its own generator seeded by (seed, shard index), so the
-# examples do not depend on how shards are scheduled.
-SHARD_LINES = 100_000
+
+def make_shard(index: int, params: ExamplesParams, counts: np.ndarray, out_dir: Path) -> tuple[int, int]:
+    """Examples for vectorized shard `index`, seeded by (seed, index): the same whichever worker runs it."""
+    sentences = load_sentences(layout.VECTORIZED_DIR / layout.shard_name(index))
+    examples = make_examples(
+        sentences.tokens,
+        sentences.sentence_ids(),
+        window_size=params.window_size,
+        num_ns=params.num_ns,
+        counts=counts,
+        rng=np.random.default_rng([params.seed, index]),
+        subsample=params.subsample,
+        noise=params.noise,
+        store_negatives=params.negatives == "stored",
+    )
+    save_examples(examples, out_dir / layout.shard_name(index))
+    return len(sentences), len(examples)
 
 
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
-    if not layout.SEQUENCES_FILE.is_file():
-        raise PipelineError(f"{layout.SEQUENCES_FILE} not found: run the vectorize stage first (dvc repro vectorize)")
+    shards = sorted(layout.VECTORIZED_DIR.glob("shard-*.npz"))
+    if not shards or not layout.COUNTS_FILE.is_file():
+        raise PipelineError(f"no vectorized shards in {layout.VECTORIZED_DIR}: run the vectorize stage first "
+                            f"(dvc repro vectorize)")
     if params.examples.num_ns >= len(vocabulary):
         raise PipelineError(
             f"examples.num_ns={params.examples.num_ns} needs a larger vocabulary than the corpus gave "
             f"({len(vocabulary)} tokens): lower examples.num_ns"
         )
-    sequences = np.load(layout.SEQUENCES_FILE)
-    pairs = 0
+    counts = np.load(layout.COUNTS_FILE)
+    workers = min(params.examples.workers or os.cpu_count() or 1, len(shards))
     with atomic_dir(layout.EXAMPLES_DIR) as out_dir:
-        for shard, start in enumerate(range(0, len(sequences), SHARD_LINES)):
-            examples = make_examples(
-                sequences[start : start + SHARD_LINES],
-                window_size=params.examples.window_size,
-                num_ns=params.examples.num_ns,
-                vocab_size=len(vocabulary),
-                rng=np.random.default_rng([params.examples.seed, shard]),
-                subsample=params.examples.subsample,
-            )
-            np.savez(out_dir / f"shard-{shard:05d}.npz", targets=examples.targets, contexts=examples.contexts,
-                     labels=examples.labels)
-            pairs += len(examples)
+        job = partial(make_shard, params=params.examples, counts=counts, out_dir=out_dir)
+        if workers == 1:
+            results = [job(index) for index in range(len(shards))]
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(job, range(len(shards))))
+        sentences = sum(result[0] for result in results)
+        pairs = sum(result[1] for result in results)
         if pairs == 0:
             raise PipelineError(
                 "the corpus gave no skip-gram pairs: use a larger corpus or set examples.subsample: false"
             )
-        stats = {"sentences": len(sequences), "pairs": pairs, "shards": shard + 1,
-                 "num_ns": params.examples.num_ns}
-        (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-    return f"{pairs:,} pairs with {params.examples.num_ns} negatives each from {len(sequences):,} sentences"
+        stats = {"sentences": sentences, "pairs": pairs, "shards": len(shards), "num_ns": params.examples.num_ns,
+                 "negatives": params.examples.negatives}
+        (out_dir / layout.STATS_FILE_NAME).write_text(json.dumps(stats, indent=2) + "\n")
+    drawn = "with" if params.examples.negatives == "stored" else "for (negatives drawn per batch:"
+    return (f"{pairs:,} pairs {drawn} {params.examples.num_ns} negatives each"
+            f"{')' if params.examples.negatives != 'stored' else ''} from {sentences:,} sentences, "
+            f"{len(shards)} shards on {workers} workers")

@@ -12,30 +12,41 @@ import json
 import numpy as np
 
 from pipeline import layout, tracking
+from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
+from w2vpipe.skipgrams import noise_probabilities
 from w2vpipe.training import (
     check_trainable,
-    load_examples,
+    example_shards,
     read_example_stats,
     target_embedding_weights,
     train_word2vec,
 )
-from w2vpipe.vocabulary import load_vocabulary
 
 
 def run(params: Params) -> str:
     # Cheap checks first: TensorFlow and MLflow take seconds to import.
-    vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
-    check_trainable(read_example_stats(layout.EXAMPLES_DIR)["pairs"], params.train)
-    examples = load_examples(layout.EXAMPLES_DIR)
+    if not layout.COUNTS_FILE.is_file():
+        raise PipelineError(f"{layout.COUNTS_FILE} not found: run the vectorize stage first (dvc repro vectorize)")
+    counts = np.load(layout.COUNTS_FILE)
+    stats = read_example_stats(layout.EXAMPLES_DIR)
+    if stats.get("negatives", "stored") != params.examples.negatives:
+        raise PipelineError(f"the examples hold {stats.get('negatives')} negatives but params.yaml asks for "
+                            f"{params.examples.negatives}: rerun the examples stage (dvc repro examples)")
+    check_trainable(stats["pairs"], params.train)
+    shards = example_shards(layout.EXAMPLES_DIR)
+    per_batch = params.examples.negatives == "per_batch"
 
     with tracking.TrainTracking(flatten(params), {"stage": "train"}) as mlflow_run:
         with atomic_dir(layout.MODEL_DIR) as out_dir:
             result = train_word2vec(
-                examples,
-                vocab_size=len(vocabulary),
+                shards,
+                pairs=stats["pairs"],
+                vocab_size=len(counts),
                 params=params.train,
+                num_ns=params.examples.num_ns,
+                noise=noise_probabilities(params.examples.noise, counts) if per_batch else None,
                 tensorboard_dir=out_dir / layout.TENSORBOARD_DIR.name,
                 on_epoch_end=mlflow_run.log_epoch,
                 before_fit=mlflow_run.wait_ready,
@@ -47,7 +58,7 @@ def run(params: Params) -> str:
             mlflow_run.save_reference(out_dir / layout.MLFLOW_RUN_FILE.name)
         write_history(result.history)
     final = {name: values[-1] for name, values in result.history.items()}
-    return (f"{params.train.epochs} epochs of {result.steps_per_epoch} steps on {len(examples):,} pairs: "
+    return (f"{params.train.epochs} epochs of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f} (MLflow run {mlflow_run.run_id})")
 
 

@@ -1,6 +1,10 @@
-"""Stage 2: adapt the tutorial's TextVectorization layer; save the vocabulary and integer sequences."""
+"""Stage 2: adapt the tutorial's TextVectorization layer; save the vocabulary, per-word counts and
+the integer sentences, in shards of `vectorize.shard_lines` lines (memory stays bounded)."""
 
 from __future__ import annotations
+
+import json
+import time
 
 import numpy as np
 
@@ -9,7 +13,7 @@ from w2vpipe.corpus import check_corpus_text, corpus_filename
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_dir
 from w2vpipe.params import Params
-from w2vpipe.vocabulary import adapt_vectorizer, read_nonempty_lines, save_vocabulary, vectorize_lines
+from w2vpipe.vocabulary import adapt_vectorizer, iter_line_blocks, save_sentences, save_vocabulary, vectorize_block
 
 
 def run(params: Params) -> str:
@@ -17,11 +21,26 @@ def run(params: Params) -> str:
     if not corpus.is_file():
         raise PipelineError(f"{corpus} not found: run the download stage first (dvc repro download)")
     check_corpus_text(corpus)
-    lines = read_nonempty_lines(corpus)
-    vectorize_layer = adapt_vectorizer(lines, params.vectorize.vocab_size, params.vectorize.sequence_length)
+    shard_lines = params.vectorize.shard_lines
+    vectorize_layer = adapt_vectorizer(corpus, params.vectorize.vocab_size, params.vectorize.sequence_length,
+                                       shard_lines)
     vocabulary = vectorize_layer.get_vocabulary()
-    sequences = vectorize_lines(vectorize_layer, lines)
+    counts = np.zeros(len(vocabulary), dtype=np.int64)
+    lines = 0
+    started = time.perf_counter()
     with atomic_dir(layout.VECTORIZED_DIR) as out_dir:
         save_vocabulary(vocabulary, out_dir / layout.VOCABULARY_FILE.name)
-        np.save(out_dir / layout.SEQUENCES_FILE.name, sequences)
-    return f"{len(sequences):,} lines of {sequences.shape[1]} tokens, vocabulary of {len(vocabulary):,} tokens"
+        for shard, block in enumerate(iter_line_blocks(corpus, shard_lines)):
+            sentences = vectorize_block(vectorize_layer, block)
+            save_sentences(sentences, out_dir / layout.shard_name(shard))
+            counts += np.bincount(sentences.tokens, minlength=len(vocabulary))
+            lines += len(sentences)
+            print(f"  shard {shard}: {lines:,} lines, {counts[1:].sum() / (time.perf_counter() - started):,.0f} "
+                  f"words/s", flush=True)
+        counts[0] = 0  # padding is not a word
+        np.save(out_dir / layout.COUNTS_FILE.name, counts)
+        stats = {"lines": lines, "words": int(counts.sum()), "shards": shard + 1}
+        (out_dir / layout.STATS_FILE_NAME).write_text(json.dumps(stats, indent=2) + "\n")
+    shape = f"{params.vectorize.sequence_length} tokens" if params.vectorize.sequence_length else "whole lines"
+    return (f"{lines:,} lines ({shape}), {stats['words']:,} words in {stats['shards']} shards, "
+            f"vocabulary of {len(vocabulary):,} tokens")

@@ -26,28 +26,46 @@ class CorpusParams:
     sha256: str | None = None
 
 
+NEGATIVE_MODES = ("stored", "per_batch")
+NOISE_DISTRIBUTIONS = ("log_uniform", "unigram")
+OPTIMIZERS = ("adam", "sgd")
+DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.025}
+
+
 @dataclass(frozen=True)
 class VectorizeParams:
     vocab_size: int = 4096
-    sequence_length: int = 10
+    sequence_length: int | None = 10
+    shard_lines: int = 100_000
 
 
 @dataclass(frozen=True)
 class ExamplesParams:
     window_size: int = 2
     num_ns: int = 4
+    negatives: str = "stored"
+    noise: str = "log_uniform"
     subsample: bool = True
     seed: int = 42
+    workers: int = 0
 
 
 @dataclass(frozen=True)
 class TrainParams:
     embedding_dim: int = 128
     batch_size: int = 1024
-    buffer_size: int = 10000
     epochs: int = 20
-    learning_rate: float = 0.001
+    optimizer: str = "adam"
+    learning_rate: float | None = None
+    scale_learning_rate: bool = False
+    mixed_precision: bool = False
     seed: int = 42
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The learning rate used: the optimizer's default unless set, times batch_size / 1024 if scaled."""
+        base = self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.optimizer]
+        return base * self.batch_size / 1024 if self.scale_learning_rate else base
 
 
 @dataclass(frozen=True)
@@ -114,18 +132,30 @@ def _check_ranges(params: Params) -> None:
         ),
         ("vectorize.vocab_size", params.vectorize.vocab_size, params.vectorize.vocab_size >= 3,
          "it must be at least 3 (padding, [UNK] and one word)"),
-        ("vectorize.sequence_length", params.vectorize.sequence_length, params.vectorize.sequence_length >= 2,
-         "it must be at least 2, or a sentence has no pairs"),
+        ("vectorize.sequence_length", params.vectorize.sequence_length,
+         params.vectorize.sequence_length is None or params.vectorize.sequence_length >= 2,
+         "it must be at least 2, or null to keep whole lines"),
+        ("vectorize.shard_lines", params.vectorize.shard_lines, params.vectorize.shard_lines >= 1,
+         "it must be positive"),
         ("examples.window_size", params.examples.window_size, params.examples.window_size >= 1,
          "it must be at least 1"),
         ("examples.num_ns", params.examples.num_ns, 1 <= params.examples.num_ns < params.vectorize.vocab_size,
          f"it must be at least 1 and below vectorize.vocab_size ({params.vectorize.vocab_size})"),
+        ("examples.negatives", params.examples.negatives, params.examples.negatives in NEGATIVE_MODES,
+         f"it must be one of {', '.join(NEGATIVE_MODES)}"),
+        ("examples.noise", params.examples.noise, params.examples.noise in NOISE_DISTRIBUTIONS,
+         f"it must be one of {', '.join(NOISE_DISTRIBUTIONS)}"),
         ("examples.seed", params.examples.seed, params.examples.seed >= 0, "it must be 0 or more"),
+        ("examples.workers", params.examples.workers, params.examples.workers >= 0,
+         "it must be 0 (all cores) or more"),
         ("train.embedding_dim", params.train.embedding_dim, params.train.embedding_dim >= 1, "it must be positive"),
         ("train.batch_size", params.train.batch_size, params.train.batch_size >= 1, "it must be positive"),
-        ("train.buffer_size", params.train.buffer_size, params.train.buffer_size >= 1, "it must be positive"),
         ("train.epochs", params.train.epochs, params.train.epochs >= 1, "it must be positive"),
-        ("train.learning_rate", params.train.learning_rate, params.train.learning_rate > 0, "it must be positive"),
+        ("train.optimizer", params.train.optimizer, params.train.optimizer in OPTIMIZERS,
+         f"it must be one of {', '.join(OPTIMIZERS)}"),
+        ("train.learning_rate", params.train.learning_rate,
+         params.train.learning_rate is None or params.train.learning_rate > 0,
+         "it must be positive, or null for the optimizer's default"),
         ("train.seed", params.train.seed, params.train.seed >= 0, "it must be 0 or more"),
     ]
     for key, value, ok, rule in checks:

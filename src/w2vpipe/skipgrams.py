@@ -8,9 +8,13 @@ Loops run over window offsets and negative columns (a handful), never over pairs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from w2vpipe.files import atomic_file
 
 PAD_ID = 0
 
@@ -72,6 +76,27 @@ def skipgram_pairs(
     return np.concatenate(targets).astype(np.int32), np.concatenate(contexts).astype(np.int32)
 
 
+def log_uniform_probabilities(range_max: int) -> np.ndarray:
+    """TensorFlow's log-uniform (Zipfian) distribution over ids [0, range_max)."""
+    ids = np.arange(range_max, dtype=np.float64)
+    return np.log((ids + 2) / (ids + 1)) / np.log(range_max + 1.0)
+
+
+def unigram_probabilities(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """word2vec.c's noise distribution: corpus counts raised to 3/4, normalized."""
+    weights = np.asarray(counts, dtype=np.float64) ** power
+    return weights / weights.sum()
+
+
+def noise_probabilities(noise: str, counts: np.ndarray) -> np.ndarray:
+    """The negative-sampling distribution over the vocabulary, by name (see params.NOISE_DISTRIBUTIONS)."""
+    if noise == "log_uniform":
+        return log_uniform_probabilities(len(counts))
+    if noise == "unigram":
+        return unigram_probabilities(counts)
+    raise ValueError(f"unknown noise distribution {noise!r}")
+
+
 def sample_log_uniform(rng: np.random.Generator, size: int | tuple[int, ...], range_max: int) -> np.ndarray:
     """Draws from TensorFlow's log-uniform (Zipfian) sampler over [0, range_max).
 
@@ -82,6 +107,20 @@ def sample_log_uniform(rng: np.random.Generator, size: int | tuple[int, ...], ra
     return np.minimum(values, range_max - 1).astype(np.int32)
 
 
+Sampler = Callable[[np.random.Generator, "int | tuple[int, ...]"], np.ndarray]
+
+
+def make_sampler(noise: str, counts: np.ndarray) -> Sampler:
+    """A function drawing ids from the named noise distribution."""
+    if noise == "log_uniform":
+        range_max = len(counts)
+        return lambda rng, size: sample_log_uniform(rng, size, range_max)
+    cdf = np.cumsum(noise_probabilities(noise, counts))
+    cdf /= cdf[-1]
+    return lambda rng, size: np.minimum(np.searchsorted(cdf, rng.random(size), side="right"),
+                                        len(cdf) - 1).astype(np.int32)
+
+
 def _clashing(negatives: np.ndarray, positives: np.ndarray) -> np.ndarray:
     """Mask of negatives equal to the row's positive or to an earlier negative in the row."""
     clash = negatives == positives[:, None]
@@ -90,47 +129,65 @@ def _clashing(negatives: np.ndarray, positives: np.ndarray) -> np.ndarray:
     return clash
 
 
-def sample_negatives(rng: np.random.Generator, positives: np.ndarray, num_ns: int, range_max: int) -> np.ndarray:
-    """`num_ns` log-uniform negatives per row, unique within the row and never the row's positive.
+def sample_negatives(rng: np.random.Generator, positives: np.ndarray, num_ns: int, sampler: Sampler,
+                     vocab_size: int) -> np.ndarray:
+    """`num_ns` negatives per row from `sampler`, unique within the row and never the row's positive.
 
     Like TensorFlow's sampler with `unique=True`, clashing draws are rejected and drawn again;
     only the clashing entries are redrawn, all rows at once.
     """
-    if not 1 <= num_ns < range_max:
-        raise ValueError(f"num_ns={num_ns} needs 1 <= num_ns < range_max={range_max}")
-    negatives = sample_log_uniform(rng, (len(positives), num_ns), range_max)
+    if not 1 <= num_ns < vocab_size:
+        raise ValueError(f"num_ns={num_ns} needs 1 <= num_ns < vocab_size={vocab_size}")
+    negatives = sampler(rng, (len(positives), num_ns))
     rows = np.arange(len(positives))
     while len(rows):
         clash = _clashing(negatives[rows], positives[rows])
         if not clash.any():
             break
-        rows = rows[clash.any(axis=1)]
+        clashing_rows = clash.any(axis=1)
+        rows = rows[clashing_rows]
         redraw = negatives[rows]
-        redraw[clash[clash.any(axis=1)]] = sample_log_uniform(rng, int(clash.sum()), range_max)
+        redraw[clash[clashing_rows]] = sampler(rng, int(clash.sum()))
         negatives[rows] = redraw
     return negatives
 
 
 def make_examples(
-    sequences: np.ndarray,
+    tokens: np.ndarray,
+    sentence_ids: np.ndarray,
     window_size: int,
     num_ns: int,
-    vocab_size: int,
+    counts: np.ndarray,
     rng: np.random.Generator,
     subsample: bool = True,
+    noise: str = "log_uniform",
+    store_negatives: bool = True,
 ) -> Examples:
-    """The tutorial's `generate_training_data` for a block of padded integer sequences.
+    """The tutorial's `generate_training_data` for a block of sentences (flattened tokens).
 
-    Pairs are shuffled (Keras 2's `skipgrams` shuffles too), then each gets its negatives.
+    Pairs are shuffled (Keras 2's `skipgrams` shuffles too), then each gets its negatives, drawn
+    here, or, with `store_negatives=False`, later on the device at each batch (`contexts` then
+    holds the positive alone and `labels` is empty).
     """
-    tokens = sequences.reshape(-1)
-    sentence_ids = np.repeat(np.arange(len(sequences)), sequences.shape[1])
+    vocab_size = len(counts)
     sampling_table = make_sampling_table(vocab_size) if subsample else None
     targets, positives = skipgram_pairs(tokens, sentence_ids, window_size, sampling_table, rng)
     order = rng.permutation(len(targets))
     targets, positives = targets[order], positives[order]
-    negatives = sample_negatives(rng, positives, num_ns, vocab_size)
+    if not store_negatives:
+        return Examples(targets=targets, contexts=positives[:, None], labels=np.zeros((len(targets), 0), np.int8))
+    negatives = sample_negatives(rng, positives, num_ns, make_sampler(noise, counts), vocab_size)
     contexts = np.concatenate([positives[:, None], negatives], axis=1)
     labels = np.zeros(contexts.shape, dtype=np.int8)
     labels[:, 0] = 1
     return Examples(targets=targets, contexts=contexts, labels=labels)
+
+
+def save_examples(examples: Examples, path: Path) -> None:
+    with atomic_file(path) as tmp, tmp.open("wb") as out:
+        np.savez(out, targets=examples.targets, contexts=examples.contexts, labels=examples.labels)
+
+
+def load_examples_shard(path: Path) -> Examples:
+    with np.load(path) as shard:
+        return Examples(targets=shard["targets"], contexts=shard["contexts"], labels=shard["labels"])

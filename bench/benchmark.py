@@ -1,0 +1,227 @@
+"""The pipeline against the tutorial's code and gensim, side by side, per stage, on one machine.
+
+    python bench/benchmark.py [--corpus ../shared/corpora/shakespeare.txt] [--repeats 3]
+                              [--epochs 20] [--scale 2e6 6e6 2e7]
+
+Part 1, on the corpus, same hyperparameters everywhere (window 2, 4 negatives, dimension 128,
+4096-word vocabulary, --epochs epochs), medians of --repeats alternating runs:
+  (a) the tutorial's code (bench/tutorial_word2vec.py, tf_keras for the two functions Keras 3 dropped),
+  (b) gensim Word2Vec (bench/gensim_word2vec.py, 2 workers),
+  (c) this pipeline's stages, each a `python -m pipeline STAGE` process, in two configurations:
+      "tutorial" (params.yaml's defaults) and "fast" (FAST below).
+Part 2, scaling: the corpus concatenated to each --scale word count; the "fast" pipeline's
+vectorize + examples + one training epoch, and gensim's one epoch, with peak RSS.
+
+Every timed command runs under /usr/bin/time for wall time and peak RSS. Writes a markdown
+table to bench/results/benchmark-<time>.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("vectorize", "examples", "train")
+# The fast configuration: whole lines (as gensim reads them), negatives drawn on the device per
+# batch from word2vec.c's unigram^0.75 noise, word2vec.c's SGD with sparse updates, larger batches.
+FAST = {"vectorize.sequence_length": None, "examples.negatives": "per_batch", "examples.noise": "unigram",
+        "train.optimizer": "sgd", "train.batch_size": 4096}
+PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MiB, stdout) of one command."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        result = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command], cwd=cwd, env=env,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        wall, rss_kib = report.read().split()[-2:]
+    return float(wall), int(rss_kib) / 1024, result.stdout
+
+
+def corpus_words(path: Path) -> int:
+    """Words after the tutorial's standardization: the unit of every words/s here."""
+    with path.open(encoding="utf-8") as corpus:
+        return sum(len(PUNCTUATION.sub("", line.lower()).split()) for line in corpus)
+
+
+def scaled_corpus(source: Path, words: int, destination: Path) -> Path:
+    """`source` repeated (whole, then a prefix of its lines) until it holds about `words` words."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    per_copy = corpus_words(source)
+    with destination.open("w", encoding="utf-8") as out:
+        for _ in range(words // per_copy):
+            out.writelines(lines)
+        out.writelines(lines[: len(lines) * (words % per_copy) // per_copy])
+    return destination
+
+
+def project(destination: Path, corpus: Path, overrides: dict[str, object]) -> Path:
+    """A scratch copy of the project whose download stage has run on `corpus`."""
+    import yaml
+
+    for name in ("params.yaml", "pyproject.toml"):
+        shutil.copy2(ROOT / name, destination / name)
+    shutil.copytree(ROOT / "pipeline", destination / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((destination / "params.yaml").read_text())
+    params["corpus"].update(url=str(corpus), sha256=None)
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        params[section][name] = value
+    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (destination / "data" / "corpus").mkdir(parents=True)
+    shutil.copy2(corpus, destination / "data" / "corpus" / corpus.name)
+    return destination
+
+
+def run_pipeline(corpus: Path, overrides: dict[str, object], env: dict[str, str]) -> dict[str, float]:
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
+        root = project(Path(tmp), corpus, overrides)
+        for stage in STAGES:
+            wall, rss, _ = timed([sys.executable, "-m", "pipeline", stage], root, env)
+            results[stage], results[f"{stage} rss"] = wall, rss
+        results["pairs"] = json.loads((root / "data" / "examples" / "stats.json").read_text())["pairs"]
+    return results
+
+
+def run_tutorial(corpus: Path, epochs: int, env: dict[str, str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="w2v-tutorial-") as tmp:
+        wall, rss, _ = timed([sys.executable, str(ROOT / "bench" / "tutorial_word2vec.py"), str(corpus), "--out", tmp,
+                              "--epochs", str(epochs), "--json", f"{tmp}/phases.json"], ROOT, env)
+        phases = json.loads(Path(f"{tmp}/phases.json").read_text())
+    return {**phases, "wall": wall, "rss": rss}
+
+
+def run_gensim(corpus: Path, epochs: int, env: dict[str, str]) -> dict[str, float]:
+    wall, rss, out = timed([sys.executable, str(ROOT / "bench" / "gensim_word2vec.py"), str(corpus), "--epochs",
+                            str(epochs)], ROOT, env)
+    return {**json.loads(out.strip().splitlines()[-1]), "wall": wall, "rss": rss}
+
+
+def median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "shakespeare.txt")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--scale", type=float, nargs="*", default=[2e6, 6e6, 2e7])
+    args = parser.parse_args()
+    corpus = args.corpus.resolve()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "DO_NOT_TRACK": "true", "MLFLOW_TRACKING_URI": ""}
+    env.pop("MLFLOW_TRACKING_URI")
+    words = corpus_words(corpus)
+    epochs = args.epochs
+
+    tutorial, gensim, default, fast = [], [], [], []
+    for repeat in range(args.repeats):
+        tutorial.append(run_tutorial(corpus, epochs, env))
+        gensim.append(run_gensim(corpus, epochs, env))
+        default.append(run_pipeline(corpus, {"train.epochs": epochs}, env))
+        fast.append(run_pipeline(corpus, {**FAST, "train.epochs": epochs}, env))
+        print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+
+    tutorial_lines_per_s = median(tutorial, "lines") / median(tutorial, "examples")
+    tutorial_pairs = median(tutorial, "pairs")
+    gensim_train_wps = words * epochs / median(gensim, "train")
+    lines = [
+        f"# Benchmark — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}. Corpus `{corpus.name}`: "
+        f"{words:,} words (after the tutorial's standardization), {int(median(tutorial, 'lines')):,} non-empty lines. "
+        f"Window 2, 4 negatives, dimension 128, vocabulary 4096, {epochs} epochs. Medians of {args.repeats} "
+        "alternating runs; pipeline stages are whole processes (start-up and imports included).",
+        "",
+        "## Per stage",
+        "",
+        "| stage | tutorial | gensim | pipeline, tutorial params | pipeline, fast params |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for stage, tutorial_key, gensim_key in (("vectorize", "vectorize", "vocab"), ("examples", "examples", None),
+                                            ("train", "train", "train")):
+        row = [stage, f"{fmt(median(tutorial, tutorial_key))} s",
+               f"{fmt(median(gensim, gensim_key))} s" if gensim_key else "— (inside train)"]
+        for runs in (default, fast):
+            row.append(f"{fmt(median(runs, stage))} s, {fmt(median(runs, stage + ' rss'), 0)} MiB")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        f"| whole run, peak RSS | {fmt(median(tutorial, 'wall'))} s, {fmt(median(tutorial, 'rss'), 0)} MiB "
+        f"| {fmt(median(gensim, 'wall'))} s, {fmt(median(gensim, 'rss'), 0)} MiB | | |",
+        "",
+        "## Throughput and ratios",
+        "",
+        "| measure | tutorial | gensim | pipeline, tutorial params | pipeline, fast params |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    rows = {
+        "examples: lines/s": [tutorial_lines_per_s, None,
+                              *(median(tutorial, "lines") / median(r, "examples") for r in (default, fast))],
+        "training pairs": [tutorial_pairs, None, median(default, "pairs"), median(fast, "pairs")],
+        "train: pairs/s": [tutorial_pairs * epochs / median(tutorial, "train"), None,
+                           *(median(r, "pairs") * epochs / median(r, "train") for r in (default, fast))],
+        "train: corpus words/s": [words * epochs / median(tutorial, "train"), gensim_train_wps,
+                                  *(words * epochs / median(r, "train") for r in (default, fast))],
+    }
+    for name, values in rows.items():
+        lines.append(f"| {name} | " + " | ".join("—" if v is None else fmt(v, 0) for v in values) + " |")
+    lines += [
+        "",
+        f"- examples stage vs the tutorial's generate_training_data (lines/s): tutorial params "
+        f"**{rows['examples: lines/s'][2] / tutorial_lines_per_s:.0f}x**, fast params "
+        f"**{rows['examples: lines/s'][3] / tutorial_lines_per_s:.0f}x**",
+        f"- training, corpus words/s vs gensim: tutorial params **{rows['train: corpus words/s'][2] / gensim_train_wps:.2f}x**, "
+        f"fast params **{rows['train: corpus words/s'][3] / gensim_train_wps:.2f}x**; vs the tutorial's training: "
+        f"**{rows['train: corpus words/s'][2] / rows['train: corpus words/s'][0]:.1f}x** and "
+        f"**{rows['train: corpus words/s'][3] / rows['train: corpus words/s'][0]:.1f}x**",
+        f"- fast params: {json.dumps(FAST)}",
+    ]
+
+    if args.scale:
+        lines += ["", "## Scaling (fast params, one epoch)", "",
+                  "| corpus words | vectorize | examples | train, 1 epoch | total | pairs | peak RSS | "
+                  "gensim 1 epoch (vocab + train) |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        with tempfile.TemporaryDirectory(prefix="w2v-scale-") as tmp:
+            for target in args.scale:
+                big = scaled_corpus(corpus, int(target), Path(tmp) / f"corpus-{int(target)}.txt")
+                result = run_pipeline(big, {**FAST, "train.epochs": 1}, env)
+                reference = run_gensim(big, 1, env)
+                total = sum(result[stage] for stage in STAGES)
+                peak = max(result[f"{stage} rss"] for stage in STAGES)
+                lines.append(
+                    f"| {corpus_words(big):,} | {fmt(result['vectorize'])} s | {fmt(result['examples'])} s | "
+                    f"{fmt(result['train'])} s | {fmt(total)} s | {int(result['pairs']):,} | {fmt(peak, 0)} MiB | "
+                    f"{fmt(reference['vocab'] + reference['train'])} s, {fmt(reference['rss'], 0)} MiB |")
+                print(f"scale {int(target):,} done", file=sys.stderr, flush=True)
+                big.unlink()
+
+    table = "\n".join(lines) + "\n"
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"benchmark-{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M}.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""gensim's Word2Vec on a corpus, with the pipeline's hyperparameters, timed: what users run today.
+
+Reads lines with the tutorial's standardization (lowercase, strip ASCII punctuation), keeps the
+`vocab_size - 2` most frequent words (the pipeline's vocabulary less padding and [UNK]), and
+trains skip-gram with negative sampling. Prints one JSON object.
+
+    python bench/gensim_word2vec.py CORPUS [--epochs 20] [--dim 128] [--window 2] [--negative 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import string
+import time
+
+PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+def sentences(path: str) -> list[list[str]]:
+    with open(path, encoding="utf-8") as corpus:
+        return [words for line in corpus if (words := PUNCTUATION.sub("", line.lower()).split())]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("corpus")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--window", type=int, default=2)
+    parser.add_argument("--negative", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    from gensim.models import Word2Vec
+
+    corpus = sentences(args.corpus)
+    read = time.perf_counter()
+    model = Word2Vec(vector_size=args.dim, window=args.window, negative=args.negative, sg=1, min_count=1,
+                     max_final_vocab=args.vocab_size - 2, workers=args.workers, seed=42)
+    model.build_vocab(corpus)
+    vocab = time.perf_counter()
+    effective, raw = model.train(corpus, total_examples=model.corpus_count, epochs=args.epochs)
+    trained = time.perf_counter()
+    print(json.dumps({
+        "read": read - started, "vocab": vocab - read, "train": trained - vocab, "total": trained - started,
+        "raw_words": raw, "effective_words": effective, "vocab_size": len(model.wv),
+        "corpus_words": sum(map(len, corpus)),
+    }))
+
+
+if __name__ == "__main__":
+    main()

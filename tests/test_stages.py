@@ -1,0 +1,62 @@
+"""The stages on real files: sharded, streaming vectorize and examples; results independent of workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, tool_env
+
+
+def stage(workdir: Path, name: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir,
+                            env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def digests(directory: Path) -> dict[str, str]:
+    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in sorted(directory.glob("shard-*"))}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shakespeare vectorized whole-line, in shards of 5,000 lines."""
+    root = tmp_path_factory.mktemp("stages")
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["vectorize"].update(sequence_length=None, shard_lines=5000)
+    params["examples"].update(negatives="per_batch", noise="unigram")
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    stage(root, "download")
+    stage(root, "vectorize")
+    return root
+
+
+def test_vectorize_writes_bounded_shards_of_whole_lines(workdir: Path) -> None:
+    stats = json.loads((workdir / "data" / "vectorized" / "stats.json").read_text())
+    assert stats == {"lines": 32777, "words": stats["words"], "shards": 7}
+    counts = __import__("numpy").load(workdir / "data" / "vectorized" / "counts.npy")
+    assert counts[0] == 0 and counts.sum() == stats["words"]
+    # Whole lines: more words than the tutorial's 10-token cut keeps (201,638).
+    assert stats["words"] > 201_638
+
+
+def test_examples_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
+    results = {}
+    for workers in (1, 2):
+        params = yaml.safe_load((workdir / "params.yaml").read_text())
+        params["examples"]["workers"] = workers
+        (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+        stage(workdir, "examples")
+        results[workers] = digests(workdir / "data" / "examples")
+        shutil.copy(workdir / "data" / "examples" / "stats.json", workdir / f"stats-{workers}.json")
+    assert len(results[1]) == 7
+    assert results[1] == results[2]
+    stats = json.loads((workdir / "stats-2.json").read_text())
+    assert stats["negatives"] == "per_batch" and stats["shards"] == 7
