@@ -190,7 +190,8 @@ def main() -> None:
         f"- examples stage vs the tutorial's generate_training_data (lines/s): tutorial params "
         f"**{rows['examples: lines/s'][2] / tutorial_lines_per_s:.0f}x**, fast params "
         f"**{rows['examples: lines/s'][3] / tutorial_lines_per_s:.0f}x**",
-        f"- training, corpus words/s vs gensim: tutorial params **{rows['train: corpus words/s'][2] / gensim_train_wps:.2f}x**, "
+        "- training, corpus words/s vs gensim: tutorial params "
+        f"**{rows['train: corpus words/s'][2] / gensim_train_wps:.2f}x**, "
         f"fast params **{rows['train: corpus words/s'][3] / gensim_train_wps:.2f}x**; vs the tutorial's training: "
         f"**{rows['train: corpus words/s'][2] / rows['train: corpus words/s'][0]:.1f}x** and "
         f"**{rows['train: corpus words/s'][3] / rows['train: corpus words/s'][0]:.1f}x**",
