@@ -24,7 +24,7 @@ def _run_stage(stage: str) -> None:
     params = load_params(layout.PARAMS_FILE)
     print(f"[{stage}] starting", flush=True)
     summary = importlib.import_module(f"pipeline.stages.{stage}").run(params)
-    print(f"[{stage}] done in {time.perf_counter() - started:.1f} s: {summary}", flush=True)
+    print(f"[{stage}] done in {time.perf_counter() - started:.2f} s: {summary}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
