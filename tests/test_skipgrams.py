@@ -15,6 +15,7 @@ from w2vpipe.skipgrams import (
     sample_negatives,
     skipgram_pairs,
     unigram_probabilities,
+    word2vec_keep_probabilities,
 )
 
 # "The wide road shimmered in the hot sun", vectorized as in the tutorial.
@@ -70,6 +71,17 @@ def test_subsampling_keeps_targets_at_the_table_rate() -> None:
     kept_fives = np.count_nonzero(targets == 5) / 2 / 100_000  # each kept 5 has two neighbours
     assert kept_fives == pytest.approx(0.25, abs=0.01)
     assert np.count_nonzero(targets == 9) == 2 * 100_000 - 1  # never dropped; the last has one neighbour
+
+
+def test_word2vec_subsampling_matches_gensims_formula() -> None:
+    counts = np.array([0, 50_000, 5_000, 500, 5])
+    keep = word2vec_keep_probabilities(counts, sample=1e-3)
+    threshold = 1e-3 * counts.sum()
+    for word in (1, 2):  # gensim's Word2Vec.prepare_vocab: (sqrt(v / t) + 1) * t / v
+        assert keep[word] == pytest.approx((np.sqrt(counts[word] / threshold) + 1) * threshold / counts[word])
+    assert keep[4] == 1.0  # rare words are always kept
+    assert keep[0] == 1.0
+    assert keep[1] < keep[2] < keep[3] < 1.0
 
 
 def test_log_uniform_draws_follow_tensorflows_distribution() -> None:

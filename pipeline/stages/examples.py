@@ -30,6 +30,7 @@ def make_shard(index: int, params: ExamplesParams, counts: np.ndarray, out_dir: 
         counts=counts,
         rng=np.random.default_rng([params.seed, index]),
         subsample=params.subsample,
+        sample=params.sample,
         noise=params.noise,
         store_negatives=params.negatives == "stored",
     )

@@ -46,6 +46,7 @@ class ExamplesParams:
     negatives: str = "stored"
     noise: str = "log_uniform"
     subsample: bool = True
+    sample: float | None = None
     seed: int = 42
     workers: int = 0
 
@@ -145,6 +146,8 @@ def _check_ranges(params: Params) -> None:
          f"it must be one of {', '.join(NEGATIVE_MODES)}"),
         ("examples.noise", params.examples.noise, params.examples.noise in NOISE_DISTRIBUTIONS,
          f"it must be one of {', '.join(NOISE_DISTRIBUTIONS)}"),
+        ("examples.sample", params.examples.sample, params.examples.sample is None or params.examples.sample > 0,
+         "it must be positive (word2vec.c's threshold, e.g. 0.001), or null for Keras 2's table"),
         ("examples.seed", params.examples.seed, params.examples.seed >= 0, "it must be 0 or more"),
         ("examples.workers", params.examples.workers, params.examples.workers >= 0,
          "it must be 0 (all cores) or more"),

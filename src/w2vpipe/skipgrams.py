@@ -45,6 +45,17 @@ def make_sampling_table(size: int, sampling_factor: float = 1e-5) -> np.ndarray:
     return np.minimum(1.0, scaled / np.sqrt(scaled))
 
 
+def word2vec_keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """word2vec.c's (and gensim's) subsampling: keep a word of corpus frequency f with probability
+    (sqrt(f / t) + 1) * t / f, t = sample * total words, computed from real counts rather than from
+    the rank (Keras 2's table assumes a Zipf law)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    threshold = sample * counts.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = (np.sqrt(counts / threshold) + 1) * threshold / counts
+    return np.where(counts > 0, np.minimum(keep, 1.0), 1.0)
+
+
 def skipgram_pairs(
     tokens: np.ndarray,
     sentence_ids: np.ndarray,
@@ -162,15 +173,20 @@ def make_examples(
     subsample: bool = True,
     noise: str = "log_uniform",
     store_negatives: bool = True,
+    sample: float | None = None,
 ) -> Examples:
     """The tutorial's `generate_training_data` for a block of sentences (flattened tokens).
 
     Pairs are shuffled (Keras 2's `skipgrams` shuffles too), then each gets its negatives, drawn
     here, or, with `store_negatives=False`, later on the device at each batch (`contexts` then
-    holds the positive alone and `labels` is empty).
+    holds the positive alone and `labels` is empty). Subsampling uses Keras 2's rank table, or
+    with `sample`, word2vec.c's formula on the corpus counts.
     """
     vocab_size = len(counts)
-    sampling_table = make_sampling_table(vocab_size) if subsample else None
+    sampling_table = None
+    if subsample:
+        sampling_table = make_sampling_table(vocab_size) if sample is None else word2vec_keep_probabilities(
+            counts, sample)
     targets, positives = skipgram_pairs(tokens, sentence_ids, window_size, sampling_table, rng)
     order = rng.permutation(len(targets))
     targets, positives = targets[order], positives[order]
