@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _results import publish
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("vectorize", "examples", "train")
 # The fast configuration, gensim's recipe: whole lines, word2vec.c's subsampling (gensim's default
@@ -229,11 +231,7 @@ def main() -> None:
                 print(f"scale {int(target):,} done", file=sys.stderr, flush=True)
                 big.unlink()
 
-    table = "\n".join(lines) + "\n"
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"benchmark-{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M}.md").write_text(table)
-    print(table)
+    publish("benchmark", lines)
 
 
 if __name__ == "__main__":

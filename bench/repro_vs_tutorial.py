@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import publish
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("download", "vectorize", "examples", "train", "export")
 TUTORIAL_PHASES = ("import", "vectorize", "examples", "train", "export")
@@ -130,11 +132,7 @@ def main() -> None:
         f"All runs (s): tutorial {[round(r['total'], 1) for r in tutorial_runs]}, "
         f"pipeline {[round(r['total'], 1) for r in pipeline_runs]}.",
     ]
-    table = "\n".join(lines) + "\n"
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"repro_vs_tutorial-{now:%Y%m%d-%H%M}.md").write_text(table)
-    print(table)
+    publish("repro_vs_tutorial", lines)
 
 
 if __name__ == "__main__":

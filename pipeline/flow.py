@@ -116,7 +116,7 @@ def word2vec_pipeline(overrides: dict[str, Any] | None = None) -> dict[str, Any]
 
 def _results() -> dict[str, Any]:
     results: dict[str, Any] = {}
-    stats_file = layout.EXAMPLES_DIR / "stats.json"
+    stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
     for name, path in (("examples", stats_file), ("train", layout.TRAIN_METRICS_FILE),
                        ("mlflow", layout.MLFLOW_RUN_FILE)):
         if path.is_file():

@@ -16,13 +16,7 @@ from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
 from w2vpipe.skipgrams import noise_probabilities
-from w2vpipe.training import (
-    check_trainable,
-    example_shards,
-    read_example_stats,
-    target_embedding_weights,
-    train_word2vec,
-)
+from w2vpipe.training import check_trainable, example_shards, target_embedding_weights, train_word2vec
 
 
 def run(params: Params) -> str:
@@ -30,7 +24,10 @@ def run(params: Params) -> str:
     if not layout.COUNTS_FILE.is_file():
         raise PipelineError(f"{layout.COUNTS_FILE} not found: run the vectorize stage first (dvc repro vectorize)")
     counts = np.load(layout.COUNTS_FILE)
-    stats = read_example_stats(layout.EXAMPLES_DIR)
+    stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
+    if not stats_file.is_file():
+        raise PipelineError(f"{stats_file} not found: run the examples stage first (dvc repro examples)")
+    stats = json.loads(stats_file.read_text())
     if stats.get("negatives", "stored") != params.examples.negatives:
         raise PipelineError(f"the examples hold {stats.get('negatives')} negatives but params.yaml asks for "
                             f"{params.examples.negatives}: rerun the examples stage (dvc repro examples)")

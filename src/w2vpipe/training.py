@@ -7,7 +7,6 @@ device strategy here use TensorFlow.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from w2vpipe.model import Word2Vec
 
 SHARD_GLOB = "shard-*.npz"
-STATS_FILE = "stats.json"
 # Batches per compiled call: fewer Python round trips per epoch, same updates.
 MAX_STEPS_PER_EXECUTION = 64
 
@@ -37,13 +35,6 @@ class TrainResult:
     model: Word2Vec
     history: dict[str, list[float]]  # metric name -> one value per epoch
     steps_per_epoch: int
-
-
-def read_example_stats(examples_dir: Path) -> dict[str, int]:
-    stats_path = examples_dir / STATS_FILE
-    if not stats_path.is_file():
-        raise PipelineError(f"{stats_path} not found: run the examples stage first (dvc repro examples)")
-    return json.loads(stats_path.read_text())
 
 
 def check_trainable(pairs: int, params: TrainParams) -> None:
@@ -62,16 +53,6 @@ def example_shards(examples_dir: Path) -> list[Path]:
     return shards
 
 
-def load_examples(examples_dir: Path) -> Examples:
-    """All shards in memory at once (for small corpora and tests; training streams them)."""
-    parts = [load_examples_shard(shard) for shard in example_shards(examples_dir)]
-    return Examples(
-        targets=np.concatenate([part.targets for part in parts]),
-        contexts=np.concatenate([part.contexts for part in parts]),
-        labels=np.concatenate([part.labels for part in parts]),
-    )
-
-
 def make_dataset(shards: list[Examples] | list[Path], batch_size: int, seed: int,
                  num_contexts: int) -> tf.data.Dataset:
     """Batches of ((targets, contexts), labels), streamed shard by shard: memory holds one shard.
@@ -79,7 +60,8 @@ def make_dataset(shards: list[Examples] | list[Path], batch_size: int, seed: int
     Every epoch visits the shards in a new order and permutes each shard's rows whole: a larger
     shuffle than the tutorial's 10,000-pair buffer, and ~100x cheaper (tf.data's per-element
     shuffle runs at ~1M pairs/s on 2 cores, which would starve the training step). Each epoch's
-    order is seeded by (seed, epoch). Labels are rebuilt per batch when the shards hold none.
+    order is seeded by (seed, epoch). Labels are the same for every row (the true context first,
+    then the negatives), so they are built once rather than read from the shards.
     """
     import tensorflow as tf
 
