@@ -67,7 +67,6 @@ def run(params: Params) -> str:
         stats = {"sentences": sentences, "pairs": pairs, "shards": len(shards), "num_ns": params.examples.num_ns,
                  "negatives": params.examples.negatives}
         (out_dir / layout.STATS_FILE_NAME).write_text(json.dumps(stats, indent=2) + "\n")
-    drawn = "with" if params.examples.negatives == "stored" else "for (negatives drawn per batch:"
-    return (f"{pairs:,} pairs {drawn} {params.examples.num_ns} negatives each"
-            f"{')' if params.examples.negatives != 'stored' else ''} from {sentences:,} sentences, "
-            f"{len(shards)} shards on {workers} workers")
+    negatives = (f"{params.examples.num_ns} negatives each" if params.examples.negatives == "stored"
+                 else f"positives only ({params.examples.num_ns} negatives to be drawn per batch)")
+    return f"{pairs:,} pairs, {negatives}, from {sentences:,} sentences; shards: {len(shards)}, workers: {workers}"
