@@ -18,7 +18,7 @@ CONTEXT_EMBEDDING = "context_embedding"
 def noise_table_size(vocab_size: int) -> int:
     """Entries in the noise table: at least 2^20 and 16 per word, so every word with a probability
     above ~1e-6 gets its share."""
-    return max(1 << 20, 16 * vocab_size)
+    return max(1 << 16, 16 * vocab_size)
 
 
 def noise_table(probabilities: np.ndarray) -> np.ndarray:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 SHARD_GLOB = "shard-*.npz"
 # Batches per compiled call: fewer Python round trips per epoch, same updates.
 MAX_STEPS_PER_EXECUTION = 64
+# A fixed, small prefetch: tf.data's AUTOTUNE took CPU from the training step on 2 cores and
+# halved its throughput (bench/input_vs_step.py: 1.6M vs 2.7M pairs/s with per-batch negatives).
+PREFETCH_BATCHES = 2
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -82,8 +85,7 @@ def make_dataset(shards: list[Examples] | list[Path], batch_size: int, seed: int
     labels[:, 0] = 1
     # Endless: Keras counts epochs in steps, and each pass of the generator is a new shuffle.
     return (dataset.repeat().rebatch(batch_size, drop_remainder=True)
-            .map(lambda targets, contexts: ((targets, contexts), labels))
-            .prefetch(tf.data.AUTOTUNE))
+            .map(lambda targets, contexts: ((targets, contexts), labels)).prefetch(PREFETCH_BATCHES))
 
 
 def gpu_count() -> int:
