@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 SHARD_GLOB = "shard-*.npz"
 # Batches per compiled call: fewer Python round trips per epoch, same updates.
 MAX_STEPS_PER_EXECUTION = 64
-# A fixed, small prefetch: tf.data's AUTOTUNE took CPU from the training step on 2 cores and
-# halved its throughput (bench/input_vs_step.py: 1.6M vs 2.7M pairs/s with per-batch negatives).
-PREFETCH_BATCHES = 2
+# A fixed prefetch, deep enough to cover loading the next shard (~0.1 s of steps): tf.data's
+# AUTOTUNE took CPU from the training step on 2 cores (bench/input_vs_step.py: 1.6M vs 2.4M pairs/s
+# with per-batch negatives), and 2 batches stalled at every shard (6M words, 1 epoch: 14.6 s vs 9.7 s).
+PREFETCH_BATCHES = 64
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
