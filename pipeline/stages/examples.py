@@ -3,6 +3,7 @@ one examples shard per vectorized shard, on all cores, plus a stats file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -53,11 +54,11 @@ def run(params: Params) -> str:
     workers = min(params.examples.workers or os.cpu_count() or 1, len(shards))
     with atomic_dir(layout.EXAMPLES_DIR) as out_dir:
         job = partial(make_shard, params=params.examples, counts=counts, out_dir=out_dir)
-        if workers == 1:
-            results = [job(index) for index in range(len(shards))]
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(job, range(len(shards))))
+        results = []
+        with ProcessPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext() as pool:
+            for result in (pool.map(job, range(len(shards))) if pool else map(job, range(len(shards)))):
+                results.append(result)
+                print(f"  shard {len(results) - 1}: {result[1]:,} pairs", flush=True)
         sentences = sum(result[0] for result in results)
         pairs = sum(result[1] for result in results)
         if pairs == 0:

@@ -57,7 +57,7 @@ def example_shards(examples_dir: Path) -> list[Path]:
     return shards
 
 
-def make_dataset(shards: list[Examples] | list[Path], batch_size: int, seed: int,
+def make_dataset(shards: Sequence[Examples | Path], batch_size: int, seed: int,
                  num_contexts: int) -> tf.data.Dataset:
     """Batches of ((targets, contexts), labels), streamed shard by shard: memory holds one shard.
 
@@ -105,7 +105,7 @@ def device_strategy() -> tf.distribute.Strategy:
 
 
 def train_word2vec(
-    shards: Sequence[Path] | Sequence[Examples],
+    shards: Sequence[Examples | Path],
     pairs: int,
     vocab_size: int,
     params: TrainParams,
