@@ -41,7 +41,7 @@ def make_shard(index: int, params: ExamplesParams, counts: np.ndarray, out_dir: 
 
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
-    shards = sorted(layout.VECTORIZED_DIR.glob("shard-*.npz"))
+    shards = sorted(layout.VECTORIZED_DIR.glob(layout.SHARD_GLOB))
     if not shards or not layout.COUNTS_FILE.is_file():
         raise PipelineError(f"no vectorized shards in {layout.VECTORIZED_DIR}: run the vectorize stage first "
                             f"(dvc repro vectorize)")
