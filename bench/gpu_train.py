@@ -35,11 +35,12 @@ def main() -> None:
 
     import keras
 
+    from w2vpipe.files import SHARD_GLOB
     from w2vpipe.model import build_word2vec
     from w2vpipe.skipgrams import load_examples_shard, noise_probabilities
 
     counts = np.load(args.counts or args.examples.parent / "vectorized" / "counts.npy")
-    shards = [load_examples_shard(path) for path in sorted(args.examples.glob("shard-*.npz"))]
+    shards = [load_examples_shard(path) for path in sorted(args.examples.glob(SHARD_GLOB))]
     targets = np.concatenate([shard.targets for shard in shards])
     positives = np.concatenate([shard.contexts[:, :1] for shard in shards])
     pairs = len(targets) // args.batch_size * args.batch_size

@@ -34,8 +34,7 @@ def synthetic(pairs: int, stored: bool) -> tuple[Examples, np.ndarray]:
     targets = np.minimum(rng.zipf(1.3, pairs), VOCAB - 1).astype(np.int32)
     columns = 1 + NUM_NS if stored else 1
     contexts = np.minimum(rng.zipf(1.3, (pairs, columns)), VOCAB - 1).astype(np.int32)
-    labels = np.zeros((pairs, columns if stored else 0), dtype=np.int8)
-    return Examples(targets, contexts, labels), counts
+    return Examples(targets, contexts), counts
 
 
 def drain(dataset, steps: int) -> float:

@@ -22,10 +22,3 @@ EXPORT_DIR = Path("exports")
 STATS_FILE_NAME = "stats.json"
 STAGES = ("download", "vectorize", "examples", "train", "export")
 
-
-SHARD_GLOB = "shard-*.npz"
-
-
-def shard_name(index: int) -> str:
-    """Shard files of the vectorize and examples stages: shard i of one feeds shard i of the other."""
-    return f"shard-{index:05d}.npz"

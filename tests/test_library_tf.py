@@ -69,8 +69,7 @@ def test_full_sentence_mode_keeps_whole_lines(small_shakespeare: Path) -> None:
     lines = ["Before we proceed any further, hear me speak.", "All:"]
     sentences = vectorize_block(layer, lines)
     assert sentences.lengths.tolist() == [8, 1]
-    assert 0 not in sentences.tokens  # no padding
-    np.testing.assert_array_equal(sentences.sentence_ids(), [0] * 8 + [1])
+    assert 0 not in sentences.tokens and len(sentences.tokens) == 9  # no padding
 
 
 def test_vocabulary_file_round_trips(vectorized: tuple[list[str], Sentences], tmp_path: Path) -> None:
@@ -85,15 +84,15 @@ def examples_for(vectorized: tuple[list[str], Sentences], store_negatives: bool,
     vocabulary, sentences = vectorized
     counts = np.bincount(sentences.tokens, minlength=len(vocabulary))
     counts[0] = 0
-    examples = make_examples(sentences.tokens, sentences.sentence_ids(), 2, 4, counts, np.random.default_rng(0),
+    examples = make_examples(sentences.tokens, sentences.lengths, 2, 4, counts, np.random.default_rng(0),
                              subsample=subsample, store_negatives=store_negatives)
     return examples, counts
 
 
 def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], Sentences], tmp_path: Path) -> None:
     examples, counts = examples_for(vectorized, store_negatives=True)
-    halves = [Examples(examples.targets[:5000], examples.contexts[:5000], examples.labels[:5000]),
-              Examples(examples.targets[5000:], examples.contexts[5000:], examples.labels[5000:])]
+    halves = [Examples(examples.targets[:5000], examples.contexts[:5000]),
+              Examples(examples.targets[5000:], examples.contexts[5000:])]
     params = TrainParams(embedding_dim=16, batch_size=256, epochs=3, learning_rate=0.01)
     seen: list[tuple[int, dict[str, float]]] = []
     first = train_word2vec(halves, len(examples), len(counts), params, num_ns=4, tensorboard_dir=tmp_path / "tb",

@@ -30,7 +30,7 @@ def test_tutorial_sentence_gives_keras2_pairs() -> None:
     from tf_keras.preprocessing.sequence import skipgrams
 
     reference, _ = skipgrams(TUTORIAL_SEQUENCE.tolist(), vocabulary_size=8, window_size=2, negative_samples=0)
-    targets, contexts = skipgram_pairs(TUTORIAL_SEQUENCE, np.zeros(8, dtype=int), window_size=2)
+    targets, contexts = skipgram_pairs(TUTORIAL_SEQUENCE, [8], window_size=2)
     assert len(targets) == 26
     assert pairs_multiset(targets, contexts) == Counter(map(tuple, reference))
 
@@ -47,8 +47,22 @@ def test_padded_sentences_match_keras2_sentence_by_sentence(window_size: int) ->
     for row in sequences.tolist():
         couples, _ = skipgrams(row, vocabulary_size=50, window_size=window_size, negative_samples=0)
         expected.update(map(tuple, couples))
-    sentence_ids = np.repeat(np.arange(40), 10)
-    targets, contexts = skipgram_pairs(sequences.reshape(-1), sentence_ids, window_size)
+    targets, contexts = skipgram_pairs(sequences.reshape(-1), np.full(40, 10), window_size)
+    assert pairs_multiset(targets, contexts) == expected
+
+
+@pytest.mark.parametrize("window_size", [1, 2, 4])
+def test_whole_lines_of_any_length_match_keras2_line_by_line(window_size: int) -> None:
+    from tf_keras.preprocessing.sequence import skipgrams
+
+    rng = np.random.default_rng(window_size)
+    lengths = rng.integers(0, 15, size=60)
+    lines = [rng.integers(1, 50, size=length) for length in lengths]
+    expected: Counter = Counter()
+    for line in lines:
+        couples, _ = skipgrams(line.tolist(), vocabulary_size=50, window_size=window_size, negative_samples=0)
+        expected.update(map(tuple, couples))
+    targets, contexts = skipgram_pairs(np.concatenate(lines), lengths, window_size)
     assert pairs_multiset(targets, contexts) == expected
 
 
@@ -67,7 +81,7 @@ def test_subsampling_keeps_targets_at_the_table_rate() -> None:
     tokens[1::2] = 9  # no pair is ever padding
     table = np.zeros(10)
     table[5], table[9] = 0.25, 1.0
-    targets, _ = skipgram_pairs(tokens, np.zeros(len(tokens), dtype=int), 1, table, np.random.default_rng(1))
+    targets, _ = skipgram_pairs(tokens, [len(tokens)], 1, table, np.random.default_rng(1))
     kept_fives = np.count_nonzero(targets == 5) / 2 / 100_000  # each kept 5 has two neighbours
     assert kept_fives == pytest.approx(0.25, abs=0.01)
     assert np.count_nonzero(targets == 9) == 2 * 100_000 - 1  # never dropped; the last has one neighbour
@@ -120,27 +134,26 @@ def test_unigram_noise_follows_counts_to_the_three_quarters() -> None:
 
 def test_examples_depend_only_on_the_seed() -> None:
     tokens = np.random.default_rng(0).integers(0, 100, size=5000)
-    sentence_ids = np.repeat(np.arange(500), 10)
+    lengths = np.full(500, 10)
     counts = np.ones(100, dtype=np.int64)
 
     def examples(seed: int):
-        return make_examples(tokens, sentence_ids, 2, 4, counts, np.random.default_rng([seed, 0]))
+        return make_examples(tokens, lengths, 2, 4, counts, np.random.default_rng([seed, 0]))
 
     first, again, other = examples(42), examples(42), examples(43)
     np.testing.assert_array_equal(first.contexts, again.contexts)
     np.testing.assert_array_equal(first.targets, again.targets)
     assert not np.array_equal(first.contexts[:100], other.contexts[:100])
-    assert (first.labels[:, 0] == 1).all() and (first.labels[:, 1:] == 0).all()
     assert first.contexts.shape == (len(first), 5)
 
 
 def test_per_batch_mode_stores_positives_only() -> None:
     tokens = np.random.default_rng(0).integers(1, 100, size=5000)
-    sentence_ids = np.repeat(np.arange(500), 10)
+    lengths = np.full(500, 10)
     counts = np.ones(100, dtype=np.int64)
-    stored = make_examples(tokens, sentence_ids, 2, 4, counts, np.random.default_rng(1), subsample=False)
-    positives = make_examples(tokens, sentence_ids, 2, 4, counts, np.random.default_rng(1), subsample=False,
+    stored = make_examples(tokens, lengths, 2, 4, counts, np.random.default_rng(1), subsample=False)
+    positives = make_examples(tokens, lengths, 2, 4, counts, np.random.default_rng(1), subsample=False,
                               store_negatives=False)
     np.testing.assert_array_equal(positives.targets, stored.targets)
     np.testing.assert_array_equal(positives.contexts[:, 0], stored.contexts[:, 0])
-    assert positives.contexts.shape == (len(stored), 1) and positives.labels.size == 0
+    assert positives.contexts.shape == (len(stored), 1)

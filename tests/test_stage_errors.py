@@ -47,7 +47,7 @@ def set_params(workdir: Path, **values: object) -> None:
 
 @pytest.mark.parametrize(
     ("name", "missing"),
-    [("vectorize", "data/corpus/shakespeare.txt"), ("examples", "data/vectorized/vocab.txt"),
+    [("vectorize", "data/corpus/shakespeare.txt"), ("examples", "data/vectorized/counts.npy"),
      ("train", "data/vectorized/counts.npy"), ("export", "data/vectorized/vocab.txt")],
 )
 def test_stage_before_its_inputs_says_which_stage_to_run(workdir: Path, name: str, missing: str) -> None:

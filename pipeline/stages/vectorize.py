@@ -11,7 +11,7 @@ import numpy as np
 from pipeline import layout
 from w2vpipe.corpus import check_corpus_text, corpus_filename
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import atomic_dir
+from w2vpipe.files import atomic_dir, shard_name
 from w2vpipe.params import Params
 from w2vpipe.vocabulary import adapt_vectorizer, iter_line_blocks, save_sentences, save_vocabulary, vectorize_block
 
@@ -32,7 +32,7 @@ def run(params: Params) -> str:
         save_vocabulary(vocabulary, out_dir / layout.VOCABULARY_FILE.name)
         for shard, block in enumerate(iter_line_blocks(corpus, shard_lines)):
             sentences = vectorize_block(vectorize_layer, block)
-            save_sentences(sentences, out_dir / layout.shard_name(shard))
+            save_sentences(sentences, out_dir / shard_name(shard))
             counts += np.bincount(sentences.tokens, minlength=len(vocabulary))
             lines += len(sentences)
             print(f"  shard {shard}: {lines:,} lines, {counts[1:].sum() / (time.perf_counter() - started):,.0f} "

@@ -1,4 +1,4 @@
-"""Atomic file and directory writes: a stage's outputs appear whole or not at all."""
+"""Atomic file and directory writes (a stage's outputs appear whole or not at all), and shards."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
+
+# A shard is a directory of plain .npy arrays: loading one costs a fraction of a millisecond,
+# a third of what an .npz (a zip archive) costs, and arrays can be memory-mapped.
+SHARD_GLOB = "shard-[0-9]*"
 
 
 def _umask() -> int:
@@ -53,3 +59,19 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def shard_name(index: int) -> str:
+    """Shard `index` of a sharded output (the vectorize and examples stages: one feeds the other)."""
+    return f"shard-{index:05d}"
+
+
+def save_shard(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Each array as `directory/NAME.npy`; the directory appears whole or not at all."""
+    with atomic_dir(directory) as tmp:
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array)
+
+
+def load_shard(directory: Path, names: tuple[str, ...]) -> list[np.ndarray]:
+    return [np.load(directory / f"{name}.npy") for name in names]

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from w2vpipe.files import atomic_file
+from w2vpipe.files import load_shard, save_shard
 
 PAD_ID = 0
 
 
 @dataclass(frozen=True)
 class Examples:
-    """One row per positive pair: `contexts[:, 0]` is the true context, the rest negatives."""
+    """One row per positive pair: `contexts[:, 0]` is the true context, the rest negatives (their
+    labels, 1 then zeros, are implied by the column and made at training time)."""
 
     targets: np.ndarray  # (n,) int32
-    contexts: np.ndarray  # (n, 1 + num_ns) int32
-    labels: np.ndarray  # (n, 1 + num_ns) int8: 1 then num_ns zeros
+    contexts: np.ndarray  # (n, 1 + num_ns) int32, or (n, 1) when negatives are drawn per batch
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -58,33 +58,47 @@ def word2vec_keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray
 
 def skipgram_pairs(
     tokens: np.ndarray,
-    sentence_ids: np.ndarray,
+    lengths: np.ndarray,
     window_size: int,
     sampling_table: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All (target, context) pairs within `window_size` of each other in the same sentence.
 
-    `tokens` is the corpus flattened to one dimension and `sentence_ids` says which sentence
-    each token belongs to, so padded and unpadded sentences are handled alike. As in Keras 2's
-    `skipgrams`, padding (id 0) is never a target or a context, and with a sampling table a
-    target position is kept with probability `sampling_table[token]`, all its pairs with it.
+    `tokens` holds the sentences end to end and `lengths` their lengths, so padded and unpadded
+    sentences are handled alike. As in Keras 2's `skipgrams`, padding (id 0) is never a target or
+    a context, and with a sampling table a target position is kept with probability
+    `sampling_table[token]`, all its pairs with it. Pairs come grouped by offset, not shuffled.
     """
     keep_target = tokens != PAD_ID
     if sampling_table is not None:
         if rng is None:
             raise ValueError("a sampling table needs a random generator")
-        keep_target &= rng.random(tokens.shape) < sampling_table[tokens]
+        keep_target &= rng.random(tokens.shape, dtype=np.float32) < sampling_table[tokens]
+    # Work on the kept targets only: subsampling drops most of a corpus's frequent words.
+    positions = np.flatnonzero(keep_target)
+    columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
+    # `window_size` PAD tokens at each end make every neighbour index valid.
+    padded = np.concatenate([np.zeros(window_size, tokens.dtype), tokens, np.zeros(window_size, tokens.dtype)])
+    padded_positions = positions + window_size
+    position_tokens = tokens[positions]
     targets, contexts = [], []
-    for offset in range(1, window_size + 1):
-        same_sentence = sentence_ids[:-offset] == sentence_ids[offset:]
-        left, right = tokens[:-offset], tokens[offset:]
-        # The word at i with the one `offset` to its right, and the right one with the left one.
-        forward = same_sentence & keep_target[:-offset] & (right != PAD_ID)
-        backward = same_sentence & keep_target[offset:] & (left != PAD_ID)
-        targets += [left[forward], right[backward]]
-        contexts += [right[forward], left[backward]]
+    for offset in (*range(-window_size, 0), *range(1, window_size + 1)):
+        neighbours = padded[padded_positions + offset]
+        paired = (neighbours != PAD_ID) & (columns + offset >= 0) & (columns + offset < sentence_lengths)
+        targets.append(position_tokens[paired])
+        contexts.append(neighbours[paired])
     return np.concatenate(targets).astype(np.int32), np.concatenate(contexts).astype(np.int32)
+
+
+def _columns_in_sentences(positions: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
+    """For token positions in sentences laid end to end: each one's index within its sentence, and
+    that sentence's length."""
+    if len(lengths) and (lengths == lengths[0]).all():  # fixed-length (padded) lines: plain arithmetic
+        return positions % lengths[0], int(lengths[0])
+    starts = np.cumsum(lengths) - lengths
+    sentences = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)[positions]
+    return positions - starts[sentences], lengths[sentences]
 
 
 def log_uniform_probabilities(range_max: int) -> np.ndarray:
@@ -132,40 +146,36 @@ def make_sampler(noise: str, counts: np.ndarray) -> Sampler:
                                         len(cdf) - 1).astype(np.int32)
 
 
-def _clashing(negatives: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """Mask of negatives equal to the row's positive or to an earlier negative in the row."""
-    clash = negatives == positives[:, None]
-    for column in range(1, negatives.shape[1]):
-        clash[:, column] |= (negatives[:, :column] == negatives[:, column : column + 1]).any(axis=1)
-    return clash
-
-
 def sample_negatives(rng: np.random.Generator, positives: np.ndarray, num_ns: int, sampler: Sampler,
                      vocab_size: int) -> np.ndarray:
     """`num_ns` negatives per row from `sampler`, unique within the row and never the row's positive.
 
-    Like TensorFlow's sampler with `unique=True`, clashing draws are rejected and drawn again;
-    only the clashing entries are redrawn, all rows at once.
+    Like TensorFlow's sampler with `unique=True`, a draw equal to the positive or to an earlier
+    negative of its row is rejected and drawn again. Columns are drawn one after the other, all
+    rows at once, and only the clashing rows are redrawn.
     """
     if not 1 <= num_ns < vocab_size:
         raise ValueError(f"num_ns={num_ns} needs 1 <= num_ns < vocab_size={vocab_size}")
-    negatives = sampler(rng, (len(positives), num_ns))
-    rows = np.arange(len(positives))
-    while len(rows):
-        clash = _clashing(negatives[rows], positives[rows])
-        if not clash.any():
-            break
-        clashing_rows = clash.any(axis=1)
-        rows = rows[clashing_rows]
-        redraw = negatives[rows]
-        redraw[clash[clashing_rows]] = sampler(rng, int(clash.sum()))
-        negatives[rows] = redraw
-    return negatives
+    taken = [positives]  # per column, contiguous: comparisons between 1-D arrays are the fast kind
+    for _ in range(num_ns):
+        column = sampler(rng, len(positives))
+        clash = column == positives
+        for earlier in taken[1:]:
+            clash |= column == earlier
+        rows = np.flatnonzero(clash)
+        while len(rows):
+            drawn = column[rows] = sampler(rng, len(rows))
+            clash = drawn == positives[rows]
+            for earlier in taken[1:]:
+                clash |= drawn == earlier[rows]
+            rows = rows[clash]
+        taken.append(column)
+    return np.stack(taken[1:], axis=1)
 
 
 def make_examples(
     tokens: np.ndarray,
-    sentence_ids: np.ndarray,
+    lengths: np.ndarray,
     window_size: int,
     num_ns: int,
     counts: np.ndarray,
@@ -175,35 +185,30 @@ def make_examples(
     store_negatives: bool = True,
     sample: float | None = None,
 ) -> Examples:
-    """The tutorial's `generate_training_data` for a block of sentences (flattened tokens).
+    """The tutorial's `generate_training_data` for a block of sentences (`tokens` laid end to end,
+    `lengths` long).
 
-    Pairs are shuffled (Keras 2's `skipgrams` shuffles too), then each gets its negatives, drawn
-    here, or, with `store_negatives=False`, later on the device at each batch (`contexts` then
-    holds the positive alone and `labels` is empty). Subsampling uses Keras 2's rank table, or
-    with `sample`, word2vec.c's formula on the corpus counts.
+    Each pair gets its negatives, drawn here, or, with `store_negatives=False`, later on the device
+    at each batch (`contexts` then holds the positive alone). Subsampling
+    uses Keras 2's rank table, or with `sample`, word2vec.c's formula on the corpus counts.
     """
     vocab_size = len(counts)
     sampling_table = None
     if subsample:
         sampling_table = make_sampling_table(vocab_size) if sample is None else word2vec_keep_probabilities(
             counts, sample)
-    targets, positives = skipgram_pairs(tokens, sentence_ids, window_size, sampling_table, rng)
-    order = rng.permutation(len(targets))
-    targets, positives = targets[order], positives[order]
+    # Unshuffled, unlike Keras 2's `skipgrams`: training permutes every shard at every epoch.
+    targets, positives = skipgram_pairs(tokens, lengths, window_size, sampling_table, rng)
     if not store_negatives:
-        return Examples(targets=targets, contexts=positives[:, None], labels=np.zeros((len(targets), 0), np.int8))
+        return Examples(targets=targets, contexts=positives[:, None])
     negatives = sample_negatives(rng, positives, num_ns, make_sampler(noise, counts), vocab_size)
-    contexts = np.concatenate([positives[:, None], negatives], axis=1)
-    labels = np.zeros(contexts.shape, dtype=np.int8)
-    labels[:, 0] = 1
-    return Examples(targets=targets, contexts=contexts, labels=labels)
+    return Examples(targets=targets, contexts=np.concatenate([positives[:, None], negatives], axis=1))
 
 
-def save_examples(examples: Examples, path: Path) -> None:
-    with atomic_file(path) as tmp, tmp.open("wb") as out:
-        np.savez(out, targets=examples.targets, contexts=examples.contexts, labels=examples.labels)
+def save_examples(examples: Examples, directory: Path) -> None:
+    save_shard(directory, {"targets": examples.targets, "contexts": examples.contexts})
 
 
-def load_examples_shard(path: Path) -> Examples:
-    with np.load(path) as shard:
-        return Examples(targets=shard["targets"], contexts=shard["contexts"], labels=shard["labels"])
+def load_examples_shard(directory: Path) -> Examples:
+    targets, contexts = load_shard(directory, ("targets", "contexts"))
+    return Examples(targets=targets, contexts=contexts)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from w2vpipe.errors import PipelineError
+from w2vpipe.files import SHARD_GLOB
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import Examples, load_examples_shard
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
     from w2vpipe.model import Word2Vec
 
-SHARD_GLOB = "shard-*.npz"
 # Batches per compiled call: fewer Python round trips per epoch, same updates.
 MAX_STEPS_PER_EXECUTION = 64
 # A fixed prefetch, deep enough to cover loading the next shard (~0.1 s of steps): tf.data's

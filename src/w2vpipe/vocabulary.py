@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import atomic_file
+from w2vpipe.files import atomic_file, load_shard, save_shard
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -35,9 +35,6 @@ class Sentences:
 
     def __len__(self) -> int:
         return len(self.lengths)
-
-    def sentence_ids(self) -> np.ndarray:
-        return np.repeat(np.arange(len(self.lengths)), self.lengths)
 
 
 def custom_standardization(input_data: tf.Tensor) -> tf.Tensor:
@@ -121,11 +118,10 @@ def load_vocabulary(path: Path) -> list[str]:
     return vocabulary
 
 
-def save_sentences(sentences: Sentences, path: Path) -> None:
-    with atomic_file(path) as tmp, tmp.open("wb") as out:
-        np.savez(out, tokens=sentences.tokens, lengths=sentences.lengths)
+def save_sentences(sentences: Sentences, directory: Path) -> None:
+    save_shard(directory, {"tokens": sentences.tokens, "lengths": sentences.lengths})
 
 
-def load_sentences(path: Path) -> Sentences:
-    with np.load(path) as shard:
-        return Sentences(tokens=shard["tokens"], lengths=shard["lengths"])
+def load_sentences(directory: Path) -> Sentences:
+    tokens, lengths = load_shard(directory, ("tokens", "lengths"))
+    return Sentences(tokens=tokens, lengths=lengths)
