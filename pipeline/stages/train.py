@@ -55,8 +55,10 @@ def run(params: Params) -> str:
             mlflow_run.save_reference(out_dir / layout.MLFLOW_RUN_FILE.name)
         write_history(result.history)
     final = {name: values[-1] for name, values in result.history.items()}
+    trained_pairs = params.train.epochs * result.steps_per_epoch * params.train.batch_size
     return (f"{params.train.epochs} epochs of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
-            f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f} (MLflow run {mlflow_run.run_id})")
+            f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}; fit in {result.fit_seconds:.2f} s "
+            f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")
 
 
 def write_history(history: dict[str, list[float]]) -> None:

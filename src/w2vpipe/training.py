@@ -7,6 +7,7 @@ device strategy here use TensorFlow.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ class TrainResult:
     model: Word2Vec
     history: dict[str, list[float]]  # metric name -> one value per epoch
     steps_per_epoch: int
+    fit_seconds: float  # the training loop's wall time, XLA compilation and callbacks included
 
 
 def check_trainable(pairs: int, params: TrainParams) -> None:
@@ -159,12 +161,14 @@ def train_word2vec(
     dataset = make_dataset(list(shards), params.batch_size, params.seed, num_contexts)
     if before_fit is not None:
         before_fit()
+    started = time.perf_counter()
     history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                         verbose=verbose, shuffle=False)
     return TrainResult(
         model=model,
         history={name: [float(v) for v in values] for name, values in history.history.items()},
         steps_per_epoch=steps_per_epoch,
+        fit_seconds=time.perf_counter() - started,
     )
 
 
