@@ -74,18 +74,19 @@ def skipgram_pairs(
     if sampling_table is not None:
         if rng is None:
             raise ValueError("a sampling table needs a random generator")
-        keep_target &= rng.random(tokens.shape, dtype=np.float32) < sampling_table[tokens]
+        # float32 halves the memory these per-token arrays touch; the draws keep 24 bits.
+        keep_target &= rng.random(tokens.shape, dtype=np.float32) < sampling_table.astype(np.float32)[tokens]
     # Work on the kept targets only: subsampling drops most of a corpus's frequent words.
     positions = np.flatnonzero(keep_target)
     columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
-    # `window_size` PAD tokens at each end make every neighbour index valid.
-    padded = np.concatenate([np.zeros(window_size, tokens.dtype), tokens, np.zeros(window_size, tokens.dtype)])
-    padded_positions = positions + window_size
     position_tokens = tokens[positions]
+    last = len(tokens) - 1
     targets, contexts = [], []
     for offset in (*range(-window_size, 0), *range(1, window_size + 1)):
-        neighbours = padded[padded_positions + offset]
-        paired = (neighbours != PAD_ID) & (columns + offset >= 0) & (columns + offset < sentence_lengths)
+        # Clipped indices only ever land outside the sentence, where `inside` is false.
+        neighbours = tokens[np.clip(positions + offset, 0, last)]
+        inside = (columns + offset >= 0) & (columns + offset < sentence_lengths)
+        paired = inside & (neighbours != PAD_ID)
         targets.append(position_tokens[paired])
         contexts.append(neighbours[paired])
     return np.concatenate(targets).astype(np.int32), np.concatenate(contexts).astype(np.int32)
@@ -126,10 +127,12 @@ def sample_log_uniform(rng: np.random.Generator, size: int | tuple[int, ...], ra
     """Draws from TensorFlow's log-uniform (Zipfian) sampler over [0, range_max).
 
     P(k) = log((k + 2) / (k + 1)) / log(range_max + 1), drawn by inverting the CDF exactly as
-    TensorFlow's `LogUniformSampler` does.
+    TensorFlow's `LogUniformSampler` does (in float64, as it does: float32's 2^-24 steps would
+    distort the rare ids' shares of large vocabularies).
     """
-    values = np.exp(rng.random(size) * np.log(range_max + 1.0)).astype(np.int64) - 1
-    return np.minimum(values, range_max - 1).astype(np.int32)
+    values = np.exp(rng.random(size) * np.log(range_max + 1.0)).astype(np.int32)
+    values -= 1
+    return np.minimum(values, range_max - 1, out=values)
 
 
 Sampler = Callable[[np.random.Generator, "int | tuple[int, ...]"], np.ndarray]
