@@ -192,8 +192,8 @@ def make_examples(
     `lengths` long).
 
     Each pair gets its negatives, drawn here, or, with `store_negatives=False`, later on the device
-    at each batch (`contexts` then holds the positive alone). Subsampling
-    uses Keras 2's rank table, or with `sample`, word2vec.c's formula on the corpus counts.
+    at each batch (`contexts` then holds the positive alone). Subsampling uses Keras 2's rank
+    table, or with `sample`, word2vec.c's formula on the corpus counts.
     """
     vocab_size = len(counts)
     sampling_table = None
