@@ -21,4 +21,3 @@ TRAIN_HISTORY_FILE = METRICS_DIR / "train_history.csv"
 EXPORT_DIR = Path("exports")
 STATS_FILE_NAME = "stats.json"
 STAGES = ("download", "vectorize", "examples", "train", "export")
-

@@ -15,9 +15,11 @@ from keras import layers, ops  # noqa: E402
 TARGET_EMBEDDING = "w2v_embedding"
 CONTEXT_EMBEDDING = "context_embedding"
 
+
 def noise_table_size(vocab_size: int) -> int:
-    """Entries in the noise table: at least 2^20 and 16 per word, so every word with a probability
-    above ~1e-6 gets its share."""
+    """Entries in the noise table: at least 2^16 and 16 per word, so every word with a probability
+    above ~1/(16 * vocab_size) gets its share. Small enough to stay in cache: a 2^20-entry table
+    made the per-batch step 2.2x slower on 2 CPU cores (1.4M vs 3.1M pairs/s)."""
     return max(1 << 16, 16 * vocab_size)
 
 
