@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from w2vpipe.errors import PipelineError
+
 PARAMS_FILE = Path("params.yaml")
 CORPUS_DIR = Path("data/corpus")
 VECTORIZED_DIR = Path("data/vectorized")
@@ -21,3 +23,9 @@ TRAIN_HISTORY_FILE = METRICS_DIR / "train_history.csv"
 EXPORT_DIR = Path("exports")
 STATS_FILE_NAME = "stats.json"
 STAGES = ("download", "vectorize", "examples", "train", "export")
+
+
+def require_input(path: Path, producer: str) -> None:
+    """Stop with one line naming the stage that makes `path`, when it is missing."""
+    if not path.exists():
+        raise PipelineError(f"{path} not found: run the {producer} stage first (dvc repro {producer})")

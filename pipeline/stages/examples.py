@@ -42,10 +42,9 @@ def make_shard(index: int, params: ExamplesParams, counts: np.ndarray, out_dir: 
 
 def run(params: Params) -> str:
     started = time.perf_counter()  # the stage's work, after imports: what the benchmark compares
+    layout.require_input(layout.COUNTS_FILE, "vectorize")
+    layout.require_input(layout.VECTORIZED_DIR / shard_name(0), "vectorize")
     shards = sorted(layout.VECTORIZED_DIR.glob(SHARD_GLOB))
-    if not shards or not layout.COUNTS_FILE.is_file():
-        missing = layout.VECTORIZED_DIR / shard_name(0) if layout.COUNTS_FILE.is_file() else layout.COUNTS_FILE
-        raise PipelineError(f"{missing} not found: run the vectorize stage first (dvc repro vectorize)")
     counts = np.load(layout.COUNTS_FILE)  # one per vocabulary entry
     if params.examples.num_ns >= len(counts):
         raise PipelineError(

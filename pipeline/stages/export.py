@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline import layout, tracking
-from w2vpipe.errors import PipelineError
 from w2vpipe.export import write_projector_files
 from w2vpipe.files import atomic_dir
 from w2vpipe.params import Params
@@ -14,8 +13,7 @@ from w2vpipe.vocabulary import load_vocabulary
 
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
-    if not layout.EMBEDDING_FILE.is_file():
-        raise PipelineError(f"{layout.EMBEDDING_FILE} not found: run the train stage first (dvc repro train)")
+    layout.require_input(layout.EMBEDDING_FILE, "train")
     weights = np.load(layout.EMBEDDING_FILE)
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME)

@@ -21,12 +21,10 @@ from w2vpipe.training import check_trainable, example_shards, target_embedding_w
 
 def run(params: Params) -> str:
     # Cheap checks first: TensorFlow and MLflow take seconds to import.
-    if not layout.COUNTS_FILE.is_file():
-        raise PipelineError(f"{layout.COUNTS_FILE} not found: run the vectorize stage first (dvc repro vectorize)")
+    layout.require_input(layout.COUNTS_FILE, "vectorize")
     counts = np.load(layout.COUNTS_FILE)
     stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
-    if not stats_file.is_file():
-        raise PipelineError(f"{stats_file} not found: run the examples stage first (dvc repro examples)")
+    layout.require_input(stats_file, "examples")
     stats = json.loads(stats_file.read_text())
     if stats.get("negatives", "stored") != params.examples.negatives:
         raise PipelineError(f"the examples hold {stats.get('negatives')} negatives but params.yaml asks for "

@@ -10,7 +10,6 @@ import numpy as np
 
 from pipeline import layout
 from w2vpipe.corpus import check_corpus_text, corpus_filename
-from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_dir, shard_name
 from w2vpipe.params import Params
 from w2vpipe.vocabulary import adapt_vectorizer, iter_line_blocks, save_sentences, save_vocabulary, vectorize_block
@@ -18,8 +17,7 @@ from w2vpipe.vocabulary import adapt_vectorizer, iter_line_blocks, save_sentence
 
 def run(params: Params) -> str:
     corpus = layout.CORPUS_DIR / corpus_filename(params.corpus.url)
-    if not corpus.is_file():
-        raise PipelineError(f"{corpus} not found: run the download stage first (dvc repro download)")
+    layout.require_input(corpus, "download")
     check_corpus_text(corpus)
     shard_lines = params.vectorize.shard_lines
     vectorize_layer = adapt_vectorizer(corpus, params.vectorize.vocab_size, params.vectorize.sequence_length,
