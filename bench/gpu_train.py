@@ -194,8 +194,8 @@ def main() -> None:
     shards = [load_examples_shard(path) for path in sorted(args.examples.glob(SHARD_GLOB))]
     if not shards:
         sys.exit(f"no example shards in {args.examples}")
-    targets = np.concatenate([shard.targets for shard in shards])
-    positives = np.concatenate([shard.contexts[:, :1] for shard in shards])
+    targets = np.concatenate([shard.inputs for shard in shards])
+    positives = np.concatenate([shard.outputs[:, :1] for shard in shards])
     steps = len(targets) // args.batch_size
     if steps == 0:
         sys.exit(f"{len(targets):,} pairs make no batch of {args.batch_size:,}")

@@ -61,7 +61,7 @@ def step_rate(examples: Examples, counts: np.ndarray, optimizer: str, stored: bo
     if cached:
         labels = np.zeros((len(examples), 1 + NUM_NS), np.float32)
         labels[:, 0] = 1
-        dataset = (tf.data.Dataset.from_tensor_slices(((examples.targets, examples.contexts), labels))
+        dataset = (tf.data.Dataset.from_tensor_slices(((examples.inputs, examples.outputs), labels))
                    .batch(batch, drop_remainder=True).cache().repeat())
     else:
         dataset = make_dataset([examples], batch, 0, 1 + NUM_NS)

@@ -100,7 +100,7 @@ def run_stage(stage: str) -> str:
 
 @flow(name=FLOW_NAME, log_prints=True)
 def word2vec_pipeline(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Download, vectorize, examples, train, export: each stage through DVC, rerun only if stale.
+    """Download, vectorize, examples, train, export, evaluate: each stage through DVC, rerun only if stale.
 
     `overrides` maps params.yaml keys to values, e.g. {"train.epochs": 5}.
     """
@@ -118,6 +118,7 @@ def _results() -> dict[str, Any]:
     results: dict[str, Any] = {}
     stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
     for name, path in (("examples", stats_file), ("train", layout.TRAIN_METRICS_FILE),
+                       ("evaluation", layout.EVALUATE_METRICS_FILE), ("neighbours", layout.NEIGHBOURS_FILE),
                        ("mlflow", layout.MLFLOW_RUN_FILE)):
         if path.is_file():
             results[name] = json.loads(path.read_text())
@@ -130,7 +131,18 @@ def _summary_markdown(summary: dict[str, Any]) -> str:
     if "train" in summary:
         lines.append("Final " + ", ".join(f"{k} {v:.4f}" for k, v in summary["train"].items()))
     if "examples" in summary:
-        lines.append(f"\nTrained on {summary['examples']['pairs']:,} skip-gram pairs.")
+        lines.append(f"\nTrained on {summary['examples']['pairs']:,} examples.")
+    if "evaluation" in summary:
+        lines += ["", "| benchmark | score | coverage |", "| --- | ---: | ---: |"]
+        for name, scores in summary["evaluation"].items():
+            score = scores.get("spearman", scores.get("accuracy"))
+            lines.append(f"| {name} | {'n/a' if score is None else f'{score:.3f}'} | {scores['coverage']:.1%} |")
+    if "neighbours" in summary:
+        lines += ["", "| probe | nearest words (cosine) |", "| --- | --- |"]
+        for word, nearest in summary["neighbours"]["neighbours"].items():
+            lines.append(f"| {word} | " + ", ".join(f"{n['word']} ({n['cosine']:.2f})" for n in nearest) + " |")
+        for word in summary["neighbours"]["missing"]:
+            lines.append(f"| {word} | not in the vocabulary |")
     if "mlflow" in summary:
         lines.append(f"\nMLflow run `{summary['mlflow']['run_id']}`.")
     return "\n".join(lines)

@@ -20,9 +20,13 @@ MLFLOW_RUN_FILE = MODEL_DIR / "mlflow_run.json"
 METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "train_history.csv"
+EVALUATE_METRICS_FILE = METRICS_DIR / "evaluate.json"
+NEIGHBOURS_FILE = METRICS_DIR / "neighbours.json"
 EXPORT_DIR = Path("exports")
 STATS_FILE_NAME = "stats.json"
-STAGES = ("download", "vectorize", "examples", "train", "export")
+# Held-out lines, and their examples: a subfolder of shards beside the training shards.
+VALIDATION_DIR_NAME = "validation"
+STAGES = ("download", "vectorize", "examples", "train", "export", "evaluate")
 
 
 def require_input(path: Path, producer: str) -> None:

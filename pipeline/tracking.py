@@ -1,7 +1,8 @@
-"""MLflow tracking: one run per pipeline execution, opened by train and completed by export.
+"""MLflow tracking: one run per pipeline execution, opened by train, completed by export and evaluate.
 
 The train stage creates the run (params, tags, per-epoch metrics, model, TensorBoard logs) and
-leaves its id in `models/mlflow_run.json`; the export stage adds the exported files to it.
+leaves its id in `models/mlflow_run.json`; the export stage adds the exported files to it, the
+evaluate stage the scores and the probe words' neighbours.
 """
 
 from __future__ import annotations
@@ -199,8 +200,8 @@ class TrainTracking:
             self._process.join(timeout=60)
 
 
-def log_export(run_file: Path, export_dir: Path) -> str | None:
-    """Add the exported files to the training's run; returns the run id, or None if it is gone."""
+def _training_run(run_file: Path) -> tuple[MlflowClient, str] | None:
+    """The client and id of the run the train stage left in `run_file`, or None if it is gone."""
     if not run_file.is_file():
         return None
     run_id = json.loads(run_file.read_text())["run_id"]
@@ -211,5 +212,36 @@ def log_export(run_file: Path, export_dir: Path) -> str | None:
         client.get_run(run_id)
     except MlflowException:
         return None
+    return client, run_id
+
+
+def log_export(run_file: Path, export_dir: Path) -> str | None:
+    """Add the exported files to the training's run; returns the run id, or None if it is gone."""
+    found = _training_run(run_file)
+    if found is None:
+        return None
+    client, run_id = found
     client.log_artifacts(run_id, str(export_dir), "embeddings")
+    return run_id
+
+
+def log_evaluation(run_file: Path, metrics: dict[str, float], neighbours: dict[str, list[Any]],
+                   files: list[Path]) -> str | None:
+    """Add the scores (as metrics, so the runs table sorts by them), the neighbours (as an MLflow
+    table) and the metrics files to the training's run; returns the run id, or None if it is gone."""
+    found = _training_run(run_file)
+    if found is None:
+        return None
+    client, run_id = found
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(name, value, now, 0) for name, value in metrics.items()])
+    rows = [(probe, rank, neighbour.word, neighbour.cosine) for probe, nearest in neighbours.items()
+            for rank, neighbour in enumerate(nearest, start=1)]
+    client.log_table(run_id, {"probe": [row[0] for row in rows], "rank": [row[1] for row in rows],
+                              "neighbour": [row[2] for row in rows], "cosine": [row[3] for row in rows]},
+                     artifact_file="evaluation/neighbours.json")
+    for path in files:
+        client.log_artifact(run_id, str(path), "evaluation")
     return run_id

@@ -18,6 +18,8 @@ from w2vpipe.vocabulary import (
     iter_line_blocks,
     load_vocabulary,
     save_vocabulary,
+    split_block,
+    validation_mask,
     vectorize_block,
 )
 
@@ -72,6 +74,23 @@ def test_full_sentence_mode_keeps_whole_lines(small_shakespeare: Path) -> None:
     assert 0 not in sentences.tokens and len(sentences.tokens) == 9  # no padding
 
 
+def test_held_out_lines_are_spread_evenly_whatever_the_block_size() -> None:
+    whole = validation_mask(0, 1000, 0.05)
+    assert whole.sum() == 50 and np.diff(np.flatnonzero(whole)).tolist() == [20] * 49
+    in_blocks = np.concatenate([validation_mask(start, 300, 0.05) for start in range(0, 1200, 300)])[:1000]
+    np.testing.assert_array_equal(in_blocks, whole)
+    assert not validation_mask(0, 1000, 0.0).any()
+    training, held_out = split_block([f"line {i}" for i in range(40)], 0, 0.05)
+    assert held_out == ["line 19", "line 39"] and len(training) == 38
+
+
+def test_held_out_lines_take_no_part_in_the_vocabulary(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"unseen{i}\n" if i % 2 else "common words here\n" for i in range(40)))
+    layer = adapt_vectorizer(corpus, vocab_size=100, sequence_length=None, validation_fraction=0.5)
+    assert layer.get_vocabulary() == ["", "[UNK]", "words", "here", "common"]  # odd lines are held out
+
+
 def test_vocabulary_file_round_trips(vectorized: tuple[list[str], Sentences], tmp_path: Path) -> None:
     vocabulary, _ = vectorized
     save_vocabulary(vocabulary, tmp_path / "vocab.txt")
@@ -91,8 +110,8 @@ def examples_for(vectorized: tuple[list[str], Sentences], store_negatives: bool,
 
 def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], Sentences], tmp_path: Path) -> None:
     examples, counts = examples_for(vectorized, store_negatives=True)
-    halves = [Examples(examples.targets[:5000], examples.contexts[:5000]),
-              Examples(examples.targets[5000:], examples.contexts[5000:])]
+    halves = [Examples(examples.inputs[:5000], examples.outputs[:5000]),
+              Examples(examples.inputs[5000:], examples.outputs[5000:])]
     params = TrainParams(embedding_dim=16, batch_size=256, epochs=3, learning_rate=0.01)
     seen: list[tuple[int, dict[str, float]]] = []
     first = train_word2vec(halves, len(examples), len(counts), params, num_ns=4, tensorboard_dir=tmp_path / "tb",
@@ -116,7 +135,7 @@ def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], Senten
 def test_negatives_drawn_per_batch_with_sparse_sgd_learn(vectorized: tuple[list[str], Sentences],
                                                          noise: str) -> None:
     examples, counts = examples_for(vectorized, store_negatives=False, subsample=False)
-    assert examples.contexts.shape[1] == 1
+    assert examples.outputs.shape[1] == 1
     params = TrainParams(embedding_dim=16, batch_size=256, epochs=3, optimizer="sgd")
     result = train_word2vec([examples], len(examples), len(counts), params, num_ns=4,
                             noise=noise_probabilities(noise, counts), verbose=0)

@@ -7,16 +7,18 @@ import pytest
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import apply_overrides, flatten, load_params, params_from_dict, parse_overrides
 
-REPO_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
+TUTORIAL_PARAMS = Path(__file__).resolve().parent.parent / "recipes" / "tutorial.yaml"
 
 
-def test_repo_params_are_the_tutorials() -> None:
-    params = load_params(REPO_PARAMS)
+def test_tutorial_recipe_holds_the_tutorials_params() -> None:
+    params = load_params(TUTORIAL_PARAMS)
     assert (params.vectorize.vocab_size, params.vectorize.sequence_length) == (4096, 10)
     assert (params.examples.window_size, params.examples.num_ns, params.examples.seed) == (2, 4, 42)
     assert (params.train.embedding_dim, params.train.batch_size, params.train.epochs) == (128, 1024, 20)
     assert (params.train.optimizer, params.train.effective_learning_rate) == ("adam", 0.001)
     assert (params.examples.negatives, params.examples.noise) == ("stored", "log_uniform")
+    assert (params.train.architecture, params.train.initializer, params.vectorize.validation_fraction) == (
+        "skipgram", "keras", 0.0)
     assert flatten(params)["train.epochs"] == 20
 
 
@@ -32,7 +34,10 @@ def test_repo_params_are_the_tutorials() -> None:
         ({"train.epoch": 5}, "did you mean 'train.epochs'"),
         ({"trian.epochs": 5}, "did you mean 'train'"),
         ({"corpus.sha256": "abc"}, "64 hex digits"),
-        ({"train.optimizer": "adagrad"}, "it must be one of adam, sgd"),
+        ({"train.optimizer": "rmsprop"}, "it must be one of adam, sgd"),
+        ({"train.architecture": "glove"}, "it must be one of skipgram, cbow"),
+        ({"vectorize.validation_fraction": 0.9}, "between 0 (no held-out lines) and 0.5"),
+        ({"evaluate.probe_words": "king"}, "it must be a list of words"),
         ({"examples.negatives": "device"}, "it must be one of stored, per_batch"),
         ({"vectorize.sequence_length": 1}, "or null to keep whole lines"),
     ],

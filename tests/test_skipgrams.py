@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from w2vpipe.skipgrams import (
+    cbow_windows,
     make_examples,
     make_sampler,
     make_sampling_table,
@@ -141,10 +142,10 @@ def test_examples_depend_only_on_the_seed() -> None:
         return make_examples(tokens, lengths, 2, 4, counts, np.random.default_rng([seed, 0]))
 
     first, again, other = examples(42), examples(42), examples(43)
-    np.testing.assert_array_equal(first.contexts, again.contexts)
-    np.testing.assert_array_equal(first.targets, again.targets)
-    assert not np.array_equal(first.contexts[:100], other.contexts[:100])
-    assert first.contexts.shape == (len(first), 5)
+    np.testing.assert_array_equal(first.outputs, again.outputs)
+    np.testing.assert_array_equal(first.inputs, again.inputs)
+    assert not np.array_equal(first.outputs[:100], other.outputs[:100])
+    assert first.outputs.shape == (len(first), 5)
 
 
 def test_per_batch_mode_stores_positives_only() -> None:
@@ -154,6 +155,31 @@ def test_per_batch_mode_stores_positives_only() -> None:
     stored = make_examples(tokens, lengths, 2, 4, counts, np.random.default_rng(1), subsample=False)
     positives = make_examples(tokens, lengths, 2, 4, counts, np.random.default_rng(1), subsample=False,
                               store_negatives=False)
-    np.testing.assert_array_equal(positives.targets, stored.targets)
-    np.testing.assert_array_equal(positives.contexts[:, 0], stored.contexts[:, 0])
-    assert positives.contexts.shape == (len(stored), 1)
+    np.testing.assert_array_equal(positives.inputs, stored.inputs)
+    np.testing.assert_array_equal(positives.outputs[:, 0], stored.outputs[:, 0])
+    assert positives.outputs.shape == (len(stored), 1)
+
+
+def test_cbow_windows_hold_each_words_neighbours_within_its_sentence() -> None:
+    # Two sentences, "1 2 3 4" and "5 6", end to end; a padded line "7 0 0" whose word has no neighbour.
+    windows, words = cbow_windows(np.array([1, 2, 3, 4, 5, 6, 7, 0, 0]), np.array([4, 2, 3]), window_size=2)
+    assert words.tolist() == [1, 2, 3, 4, 5, 6]  # 7 has no neighbour, padding is never a word
+    assert windows.tolist() == [[0, 0, 2, 3], [0, 1, 3, 4], [1, 2, 4, 0], [2, 3, 0, 0], [0, 0, 6, 0], [0, 5, 0, 0]]
+
+
+def test_cbow_examples_pair_every_window_with_the_skipgram_pairs_of_its_word() -> None:
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 12, size=200)
+    tokens = rng.integers(1, 60, size=lengths.sum())
+    windows, words = cbow_windows(tokens, lengths, window_size=3)
+    targets, contexts = skipgram_pairs(tokens, lengths, window_size=3)
+    # Every (word, window word) of CBOW is a skip-gram pair, and every pair is in some window.
+    from_windows = Counter((word, other) for word, window in zip(words.tolist(), windows.tolist(), strict=True)
+                           for other in window if other)
+    assert from_windows == pairs_multiset(targets, contexts)
+    counts = np.ones(60, dtype=np.int64)
+    examples = make_examples(tokens, lengths, 3, 4, counts, np.random.default_rng(0), subsample=False,
+                             architecture="cbow")
+    assert examples.inputs.shape == (len(words), 6) and examples.outputs.shape == (len(words), 5)
+    np.testing.assert_array_equal(examples.outputs[:, 0], words)
+    assert not (examples.outputs[:, 1:] == examples.outputs[:, :1]).any()

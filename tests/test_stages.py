@@ -57,7 +57,32 @@ def test_examples_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
         stage(workdir, "examples")
         results[workers] = digests(workdir / "data" / "examples")
         shutil.copy(workdir / "data" / "examples" / "stats.json", workdir / f"stats-{workers}.json")
-    assert len(results[1]) == 7 * 2  # targets.npy and contexts.npy per shard
+    assert len(results[1]) == 7 * 2  # inputs.npy and outputs.npy per shard
     assert results[1] == results[2]
     stats = json.loads((workdir / "stats-2.json").read_text())
     assert stats["negatives"] == "per_batch" and stats["shards"] == 7
+
+
+def test_tutorial_recipe_makes_ten_token_lines_log_uniform_negatives_and_adam(tmp_path: Path) -> None:
+    """recipes/tutorial.yaml, one documented command away, still gives the tutorial's pipeline."""
+    import keras
+    import numpy as np
+
+    import w2vpipe.model  # noqa: F401  (registers the model's classes for loading)
+
+    params = yaml.safe_load((REPO_ROOT / "recipes" / "tutorial.yaml").read_text())
+    params["train"]["epochs"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in ("download", "vectorize", "examples", "train"):
+        stage(tmp_path, name)
+    lengths = np.load(tmp_path / "data" / "vectorized" / "shard-00000" / "lengths.npy")
+    assert set(lengths.tolist()) == {10} and len(lengths) == 32777  # every line, 10 tokens, none held out
+    assert not (tmp_path / "data" / "vectorized" / "validation").exists()
+    outputs = np.load(tmp_path / "data" / "examples" / "shard-00000" / "outputs.npy")
+    assert outputs.shape[1] == 5  # the true context and 4 stored negatives
+    # Log-uniform over the vocabulary: low ids dominate, and padding (id 0) is drawn too, as in the tutorial.
+    negatives = outputs[:, 1:].reshape(-1)
+    assert (negatives == 0).mean() > 0.05 and np.median(negatives) < 100
+    model = keras.saving.load_model(tmp_path / "models" / "word2vec.keras")
+    assert type(model.optimizer).__name__ == "Adam"
+    assert type(model.loss).__name__ == "CategoricalCrossentropy"

@@ -1,5 +1,6 @@
-"""Stage 3: skip-gram pairs (with negatives, or positives only when negatives are drawn per batch),
-one examples shard per vectorized shard, on all cores, plus a stats file."""
+"""Stage 3: skip-gram pairs or CBOW windows (with negatives, or positives only when negatives are
+drawn per batch), one examples shard per vectorized shard, on all cores, plus a stats file.
+Held-out lines give validation examples, always with their negatives: the same every epoch."""
 
 from __future__ import annotations
 
@@ -21,22 +22,30 @@ from w2vpipe.skipgrams import make_examples, save_examples
 from w2vpipe.vocabulary import load_sentences
 
 
-def make_shard(index: int, params: ExamplesParams, counts: np.ndarray, out_dir: Path) -> tuple[int, int]:
-    """Examples for vectorized shard `index`, seeded by (seed, index): the same whichever worker runs it."""
-    sentences = load_sentences(layout.VECTORIZED_DIR / shard_name(index))
+def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, out_dir: Path,
+               validation: bool = False) -> tuple[int, int]:
+    """Examples for vectorized shard `index` (or its held-out lines), seeded by (seed, index[, 1]):
+    the same whichever worker runs it."""
+    subfolder = Path(layout.VALIDATION_DIR_NAME) if validation else Path()
+    source = layout.VECTORIZED_DIR / subfolder / shard_name(index)
+    if not source.is_dir():  # a shard too small to hold out a line
+        return 0, 0
+    sentences = load_sentences(source)
     examples = make_examples(
         sentences.tokens,
         sentences.lengths,
         window_size=params.window_size,
         num_ns=params.num_ns,
         counts=counts,
-        rng=np.random.default_rng([params.seed, index]),
+        rng=np.random.default_rng([params.seed, index, *([1] if validation else [])]),
         subsample=params.subsample,
         sample=params.sample,
         noise=params.noise,
-        store_negatives=params.negatives == "stored",
+        store_negatives=validation or params.negatives == "stored",
+        architecture=architecture,
     )
-    save_examples(examples, out_dir / shard_name(index))
+    if len(examples):
+        save_examples(examples, out_dir / subfolder / shard_name(index))
     return len(sentences), len(examples)
 
 
@@ -53,23 +62,29 @@ def run(params: Params) -> str:
         )
     workers = min(params.examples.workers or os.cpu_count() or 1, len(shards))
     with atomic_dir(layout.EXAMPLES_DIR) as out_dir:
-        job = partial(make_shard, params=params.examples, counts=counts, out_dir=out_dir)
+        job = partial(make_shard, params=params.examples, architecture=params.train.architecture, counts=counts,
+                      out_dir=out_dir)
+        held_out = partial(job, validation=True)
         results = []
         with ProcessPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext() as pool:
             for result in (pool.map(job, range(len(shards))) if pool else map(job, range(len(shards)))):
                 results.append(result)
-                print(f"  shard {len(results) - 1}: {result[1]:,} pairs", flush=True)
+                print(f"  shard {len(results) - 1}: {result[1]:,} examples", flush=True)
+            validation = list(pool.map(held_out, range(len(shards))) if pool else map(held_out, range(len(shards))))
         sentences = sum(result[0] for result in results)
         pairs = sum(result[1] for result in results)
         if pairs == 0:
             raise PipelineError(
-                "the corpus gave no skip-gram pairs: use a larger corpus or set examples.subsample: false"
+                "the corpus gave no training examples: use a larger corpus or set examples.subsample: false"
             )
         stats = {"sentences": sentences, "pairs": pairs, "shards": len(shards), "num_ns": params.examples.num_ns,
-                 "negatives": params.examples.negatives}
+                 "negatives": params.examples.negatives, "architecture": params.train.architecture,
+                 "validation_sentences": sum(result[0] for result in validation),
+                 "validation_pairs": sum(result[1] for result in validation)}
         (out_dir / layout.STATS_FILE_NAME).write_text(json.dumps(stats, indent=2) + "\n")
     negatives = (f"{params.examples.num_ns} negatives each" if params.examples.negatives == "stored"
                  else f"positives only ({params.examples.num_ns} negatives to be drawn per batch)")
     seconds = time.perf_counter() - started
-    return (f"{pairs:,} pairs, {negatives}, from {sentences:,} sentences; shards: {len(shards)}, workers: {workers}; "
-            f"made in {seconds:.3f} s ({sentences / seconds:,.0f} lines/s)")
+    kind = "CBOW windows" if params.train.architecture == "cbow" else "skip-gram pairs"
+    return (f"{pairs:,} {kind}, {negatives}, from {sentences:,} sentences ({stats['validation_pairs']:,} held out); "
+            f"shards: {len(shards)}, workers: {workers}; made in {seconds:.3f} s ({sentences / seconds:,.0f} lines/s)")

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline import layout, tracking
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import atomic_dir, atomic_file
+from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
 from w2vpipe.skipgrams import noise_probabilities
 from w2vpipe.training import check_trainable, example_shards, target_embedding_weights, train_word2vec
@@ -26,11 +26,13 @@ def run(params: Params) -> str:
     stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
     layout.require_input(stats_file, "examples")
     stats = json.loads(stats_file.read_text())
-    if stats.get("negatives", "stored") != params.examples.negatives:
-        raise PipelineError(f"the examples hold {stats.get('negatives')} negatives but params.yaml asks for "
-                            f"{params.examples.negatives}: rerun the examples stage (dvc repro examples)")
+    for key, wanted in (("negatives", params.examples.negatives), ("architecture", params.train.architecture)):
+        if stats.get(key) != wanted:
+            raise PipelineError(f"the examples were made with {key} {stats.get(key)} but params.yaml asks for "
+                                f"{wanted}: rerun the examples stage (dvc repro examples)")
     check_trainable(stats["pairs"], params.train)
     shards = example_shards(layout.EXAMPLES_DIR)
+    validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"
 
     with tracking.TrainTracking(flatten(params), {"stage": "train"}) as mlflow_run:
@@ -45,6 +47,7 @@ def run(params: Params) -> str:
                 tensorboard_dir=out_dir / layout.TENSORBOARD_DIR.name,
                 on_epoch_end=mlflow_run.log_epoch,
                 before_fit=mlflow_run.wait_ready,
+                validation=validation,
             )
             result.model.save(out_dir / layout.MODEL_FILE.name)
             np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
@@ -54,8 +57,10 @@ def run(params: Params) -> str:
         write_history(result.history)
     final = {name: values[-1] for name, values in result.history.items()}
     trained_pairs = params.train.epochs * result.steps_per_epoch * params.train.batch_size
+    held_out = (f", held out: loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}"
+                if "val_loss" in final else "")
     return (f"{params.train.epochs} epochs of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
-            f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}; fit in {result.fit_seconds:.2f} s "
+            f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")
 
 

@@ -1,4 +1,4 @@
-"""The tutorial's skip-gram model in backend-agnostic Keras 3 (`keras.ops` and `keras.random` only)."""
+"""The tutorial's skip-gram model, and CBOW, in backend-agnostic Keras 3 (`keras.ops` and `keras.random` only)."""
 
 from __future__ import annotations
 
@@ -34,22 +34,36 @@ def noise_table(probabilities: np.ndarray) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package="w2vpipe")
 class Word2Vec(keras.Model):
-    """Scores (target, contexts) pairs by the dot products of their embeddings.
+    """Scores (inputs, outputs) examples by the dot products of their embeddings.
 
-    `target_embedding` is the word vector users keep; `context_embedding` exists for training.
-    With `num_ns > 0` the model draws that many negatives per pair itself while training, from
+    Skip-gram's input is one word (batch,); CBOW's a window of words (batch, 2 * window), whose
+    vectors are averaged (padding, id 0, left out). `target_embedding` holds the input vectors, the
+    word vectors users keep; `context_embedding` the output vectors, which exist for training.
+    With `num_ns > 0` the model draws that many negatives per example itself while training, from
     `noise_probabilities` (word2vec.c's way), so the examples need only hold positive pairs.
+    With `row_mean_gradients`, an embedding row looked up k times in a batch takes the mean of
+    its k gradients instead of their sum (see `mean_gradient_per_row`).
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, num_ns: int = 0, seed: int | None = None,
-                 **kwargs: Any) -> None:
+                 row_mean_gradients: bool = False, initializer: str = "keras", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.num_ns = num_ns
         self.seed = seed
-        self.target_embedding = layers.Embedding(vocab_size, embedding_dim, name=TARGET_EMBEDDING)
-        self.context_embedding = layers.Embedding(vocab_size, embedding_dim, name=CONTEXT_EMBEDDING)
+        self.row_mean_gradients = row_mean_gradients
+        self.initializer = initializer
+        if initializer == "word2vec":
+            # word2vec.c's (and gensim's): small input vectors, output vectors at zero.
+            input_init: Any = keras.initializers.RandomUniform(-0.5 / embedding_dim, 0.5 / embedding_dim)
+            output_init: Any = "zeros"
+        else:  # Keras's default, the tutorial's: uniform in [-0.05, 0.05] for both
+            input_init = output_init = "uniform"
+        self.target_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=input_init,
+                                                 name=TARGET_EMBEDDING)
+        self.context_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=output_init,
+                                                  name=CONTEXT_EMBEDDING)
         if num_ns:
             self.noise_table = self.add_weight(shape=(noise_table_size(vocab_size),), initializer="zeros",
                                                trainable=False, name="noise_table", dtype="int32")
@@ -65,23 +79,51 @@ class Word2Vec(keras.Model):
                                      seed=self.seed_generator)
         return ops.reshape(ops.take(self.noise_table, slots), (batch, self.num_ns))
 
+    def lookup(self, embedding: layers.Embedding, ids: Any, training: bool) -> Any:
+        vectors = embedding(ids)
+        if training and self.row_mean_gradients:
+            vectors = mean_gradient_per_row(ids, vectors, self.vocab_size)
+        return vectors
+
     def call(self, inputs: tuple[Any, Any], training: bool = False) -> Any:
-        target, context = inputs  # (batch,), (batch, contexts)
-        draw = bool(self.num_ns) and training
-        if draw:
-            positives = context[:, :1]
+        words, outputs = inputs  # (batch,) or (batch, window), and (batch, outputs)
+        if bool(self.num_ns) and training:
+            positives = outputs[:, :1]
             negatives = ops.cast(self.draw_negatives(positives), positives.dtype)
-            # A draw equal to the true context becomes the next id. Masking its logit instead costs
+            # A draw equal to the true word becomes the next id. Masking its logit instead costs
             # 4x the step time under XLA on the CPU (measured).
             negatives = ops.where(negatives == positives, (negatives + 1) % self.vocab_size, negatives)
-            context = ops.concatenate([positives, negatives], axis=1)
-        word_emb = self.target_embedding(target)  # (batch, dim)
-        context_emb = self.context_embedding(context)  # (batch, contexts, dim)
-        return ops.einsum("be,bce->bc", word_emb, context_emb)  # logits (batch, contexts)
+            outputs = ops.concatenate([positives, negatives], axis=1)
+        input_vectors = self.lookup(self.target_embedding, words, training)
+        if len(words.shape) == 2:  # CBOW: the mean of the window's vectors
+            present = ops.cast(ops.expand_dims(words != 0, -1), input_vectors.dtype)
+            total = ops.sum(input_vectors * present, axis=1)
+            mean = total / ops.maximum(ops.sum(present, axis=1), 1)
+            # word2vec.c's (and gensim's) CBOW: the mean forward, but each window word takes the
+            # whole error backward, not error / window size.
+            input_vectors = ops.stop_gradient(mean) + total - ops.stop_gradient(total)
+        output_vectors = self.lookup(self.context_embedding, outputs, training)  # (batch, outputs, dim)
+        return ops.einsum("be,bce->bc", input_vectors, output_vectors)  # logits (batch, outputs)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim,
-                "num_ns": self.num_ns, "seed": self.seed}
+                "num_ns": self.num_ns, "seed": self.seed, "row_mean_gradients": self.row_mean_gradients,
+                "initializer": self.initializer}
+
+
+def mean_gradient_per_row(ids: Any, vectors: Any, vocab_size: int) -> Any:
+    """`vectors` (looked up at `ids`) unchanged forward; backward, each lookup's gradient divided by
+    how often its row is looked up in the batch, so a row takes the mean of its gradients.
+
+    word2vec.c applies each pair's update in turn; a batch applies them all at once, from the same
+    weights. A frequent word drawn hundreds of times as a negative in one batch would take the sum
+    of hundreds of steps computed at the same point: far past where sequential steps would stop.
+    """
+    flat = ops.reshape(ids, (-1,))
+    # segment_sum rather than bincount: XLA compiles it (a fixed number of segments).
+    uses = ops.take(ops.segment_sum(ops.ones_like(flat, dtype=vectors.dtype), flat, num_segments=vocab_size), flat)
+    scale = ops.reshape(1.0 / uses, (*ops.shape(ids), 1))
+    return ops.stop_gradient(vectors) + (vectors - ops.stop_gradient(vectors)) * scale
 
 
 @keras.saving.register_keras_serializable(package="w2vpipe")
@@ -112,6 +154,9 @@ def build_word2vec(
     seed: int | None = None,
     jit_compile: bool | str = "auto",
     steps_per_execution: int = 1,
+    input_width: int = 0,
+    row_mean_gradients: bool = False,
+    initializer: str = "keras",
 ) -> Word2Vec:
     """The model, compiled for one of two recipes:
 
@@ -119,11 +164,17 @@ def build_word2vec(
     - "sgd": word2vec.c's: sigmoid cross-entropy (summed), plain SGD whose rate falls linearly to
       1e-4 of its start over `total_steps`. Gradients of embedding lookups are sparse, so each step
       touches only the rows its batch uses (with XLA its cost does not grow with the vocabulary).
+
+    `input_width` is 0 for skip-gram (one input word), CBOW's window width otherwise.
     """
-    model = Word2Vec(vocab_size, embedding_dim, num_ns=num_ns_on_device, seed=seed)
+    model = Word2Vec(vocab_size, embedding_dim, num_ns=num_ns_on_device, seed=seed,
+                     row_mean_gradients=row_mean_gradients, initializer=initializer)
     if optimizer == "adam":
         keras_optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    elif optimizer == "adagrad":
+        keras_optimizer = keras.optimizers.Adagrad(learning_rate=learning_rate)
+        loss = NegativeSamplingLoss()
     else:
         schedule = keras.optimizers.schedules.PolynomialDecay(
             learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=learning_rate * 1e-4)
@@ -131,7 +182,8 @@ def build_word2vec(
         loss = NegativeSamplingLoss()
     model.compile(optimizer=keras_optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile,
                   steps_per_execution=steps_per_execution)
-    model((ops.zeros((1,), dtype="int32"), ops.zeros((1, num_contexts), dtype="int32")))
+    input_shape = (1, input_width) if input_width else (1,)
+    model((ops.zeros(input_shape, dtype="int32"), ops.zeros((1, num_contexts), dtype="int32")))
     if num_ns_on_device:
         if noise is None:
             raise ValueError("negatives drawn on the device need a noise distribution")

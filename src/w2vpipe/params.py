@@ -26,10 +26,11 @@ class CorpusParams:
     sha256: str | None = None
 
 
+ARCHITECTURES = ("skipgram", "cbow")
 NEGATIVE_MODES = ("stored", "per_batch")
 NOISE_DISTRIBUTIONS = ("log_uniform", "unigram")
-OPTIMIZERS = ("adam", "sgd")
-DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.025}
+OPTIMIZERS = ("adam", "sgd", "adagrad")
+DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.025, "adagrad": 0.1}
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class VectorizeParams:
     vocab_size: int = 4096
     sequence_length: int | None = 10
     shard_lines: int = 100_000
+    validation_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ExamplesParams:
 
 @dataclass(frozen=True)
 class TrainParams:
+    architecture: str = "skipgram"
     embedding_dim: int = 128
     batch_size: int = 1024
     epochs: int = 20
@@ -60,6 +63,8 @@ class TrainParams:
     learning_rate: float | None = None
     scale_learning_rate: bool = False
     mixed_precision: bool = False
+    row_mean_gradients: bool = False
+    initializer: str = "keras"
     seed: int = 42
 
     @property
@@ -69,12 +74,22 @@ class TrainParams:
         return base * self.batch_size / 1024 if self.scale_learning_rate else base
 
 
+DEFAULT_PROBE_WORDS = ("king", "queen", "love", "death", "sword", "night", "father")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    probe_words: list[str] = field(default_factory=lambda: list(DEFAULT_PROBE_WORDS))
+    neighbours: int = 10
+
+
 @dataclass(frozen=True)
 class Params:
     corpus: CorpusParams = field(default_factory=CorpusParams)
     vectorize: VectorizeParams = field(default_factory=VectorizeParams)
     examples: ExamplesParams = field(default_factory=ExamplesParams)
     train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def _bad(key: str, value: Any, rule: str) -> PipelineError:
@@ -87,7 +102,10 @@ def _check_type(key: str, value: Any, annotation: str) -> Any:
         if optional:
             return None
         raise _bad(key, value, "it must be set")
-    if "int" in annotation and "float" not in annotation:
+    if annotation.startswith("list"):
+        if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+            raise _bad(key, value, "it must be a list of words, e.g. [king, queen]")
+    elif "int" in annotation and "float" not in annotation:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _bad(key, value, "it must be a whole number")
     elif "float" in annotation:
@@ -138,6 +156,8 @@ def _check_ranges(params: Params) -> None:
          "it must be at least 2, or null to keep whole lines"),
         ("vectorize.shard_lines", params.vectorize.shard_lines, params.vectorize.shard_lines >= 1,
          "it must be positive"),
+        ("vectorize.validation_fraction", params.vectorize.validation_fraction,
+         0 <= params.vectorize.validation_fraction <= 0.5, "it must be between 0 (no held-out lines) and 0.5"),
         ("examples.window_size", params.examples.window_size, params.examples.window_size >= 1,
          "it must be at least 1"),
         ("examples.num_ns", params.examples.num_ns, 1 <= params.examples.num_ns < params.vectorize.vocab_size,
@@ -151,6 +171,8 @@ def _check_ranges(params: Params) -> None:
         ("examples.seed", params.examples.seed, params.examples.seed >= 0, "it must be 0 or more"),
         ("examples.workers", params.examples.workers, params.examples.workers >= 0,
          "it must be 0 (all cores) or more"),
+        ("train.architecture", params.train.architecture, params.train.architecture in ARCHITECTURES,
+         f"it must be one of {', '.join(ARCHITECTURES)}"),
         ("train.embedding_dim", params.train.embedding_dim, params.train.embedding_dim >= 1, "it must be positive"),
         ("train.batch_size", params.train.batch_size, params.train.batch_size >= 1, "it must be positive"),
         ("train.epochs", params.train.epochs, params.train.epochs >= 1, "it must be positive"),
@@ -160,6 +182,7 @@ def _check_ranges(params: Params) -> None:
          params.train.learning_rate is None or params.train.learning_rate > 0,
          "it must be positive, or null for the optimizer's default"),
         ("train.seed", params.train.seed, params.train.seed >= 0, "it must be 0 or more"),
+        ("evaluate.neighbours", params.evaluate.neighbours, params.evaluate.neighbours >= 1, "it must be positive"),
     ]
     for key, value, ok, rule in checks:
         if not ok:
@@ -171,9 +194,10 @@ def params_from_dict(raw: Any) -> Params:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise PipelineError("params.yaml must be a mapping of sections (corpus, vectorize, examples, train)")
+        raise PipelineError("params.yaml must be a mapping of sections (corpus, vectorize, examples, train, "
+                            "evaluate)")
     sections: dict[str, type] = {"corpus": CorpusParams, "vectorize": VectorizeParams,
-                                 "examples": ExamplesParams, "train": TrainParams}
+                                 "examples": ExamplesParams, "train": TrainParams, "evaluate": EvaluateParams}
     built = {}
     for name, value in raw.items():
         if name not in sections:

@@ -1,8 +1,8 @@
-"""Skip-gram training examples: positive pairs, frequent-word subsampling, negative samples.
+"""Training examples: skip-gram pairs or CBOW windows, frequent-word subsampling, negative samples.
 
 The tutorial's semantics, vectorized with numpy: Keras 2's `skipgrams` and
 `make_sampling_table`, and TensorFlow's log-uniform candidate sampler with `unique=True`.
-Unlike the tutorial's sampler, a negative never equals the row's true context word.
+Unlike the tutorial's sampler, a negative never equals the row's true word.
 Loops run over window offsets and negative columns (a handful), never over pairs.
 """
 
@@ -21,14 +21,21 @@ PAD_ID = 0
 
 @dataclass(frozen=True)
 class Examples:
-    """One row per positive pair: `contexts[:, 0]` is the true context, the rest negatives (their
-    labels, 1 then zeros, are implied by the column and made at training time)."""
+    """One row per positive example: the words the model reads (`inputs`, whose vectors are the
+    embeddings users keep) and the words it scores against them (`outputs`).
 
-    targets: np.ndarray  # (n,) int32
-    contexts: np.ndarray  # (n, 1 + num_ns) int32, or (n, 1) when negatives are drawn per batch
+    Skip-gram: `inputs` is the target word (n,), `outputs[:, 0]` one word of its window.
+    CBOW: `inputs` is the window around a word (n, 2 * window, padding id 0 where the sentence
+    ends), `outputs[:, 0]` that word. The other output columns are negatives (their labels, 1 then
+    zeros, are implied by the column and made at training time); with negatives drawn per batch,
+    `outputs` holds the true word alone.
+    """
+
+    inputs: np.ndarray  # (n,) or (n, 2 * window) int32
+    outputs: np.ndarray  # (n, 1 + num_ns) int32, or (n, 1) when negatives are drawn per batch
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.inputs)
 
 
 def make_sampling_table(size: int, sampling_factor: float = 1e-5) -> np.ndarray:
@@ -56,6 +63,33 @@ def word2vec_keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray
     return np.where(counts > 0, np.minimum(keep, 1.0), 1.0)
 
 
+def kept_positions(tokens: np.ndarray, sampling_table: np.ndarray | None = None,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Positions of the words that may be targets: not padding, and kept by the sampling table
+    (a word of id t with probability `sampling_table[t]`)."""
+    keep_target = tokens != PAD_ID
+    if sampling_table is not None:
+        if rng is None:
+            raise ValueError("a sampling table needs a random generator")
+        # float32 halves the memory these per-token arrays touch; the draws keep 24 bits.
+        keep_target &= rng.random(tokens.shape, dtype=np.float32) < sampling_table.astype(np.float32)[tokens]
+    return np.flatnonzero(keep_target)
+
+
+def window_offsets(window_size: int) -> tuple[int, ...]:
+    return (*range(-window_size, 0), *range(1, window_size + 1))
+
+
+def neighbours_at(tokens: np.ndarray, positions: np.ndarray, columns: np.ndarray,
+                  sentence_lengths: np.ndarray | int, offset: int) -> np.ndarray:
+    """The token `offset` places from each position (at `columns` of sentences `sentence_lengths`
+    long), or padding (0) where that leaves the sentence."""
+    # Clipped indices only ever land outside the sentence, where `inside` is false.
+    neighbours = tokens[np.clip(positions + offset, 0, len(tokens) - 1)]
+    inside = (columns + offset >= 0) & (columns + offset < sentence_lengths)
+    return np.where(inside, neighbours, PAD_ID)
+
+
 def skipgram_pairs(
     tokens: np.ndarray,
     lengths: np.ndarray,
@@ -70,26 +104,34 @@ def skipgram_pairs(
     a context, and with a sampling table a target position is kept with probability
     `sampling_table[token]`, all its pairs with it. Pairs come grouped by offset, not shuffled.
     """
-    keep_target = tokens != PAD_ID
-    if sampling_table is not None:
-        if rng is None:
-            raise ValueError("a sampling table needs a random generator")
-        # float32 halves the memory these per-token arrays touch; the draws keep 24 bits.
-        keep_target &= rng.random(tokens.shape, dtype=np.float32) < sampling_table.astype(np.float32)[tokens]
     # Work on the kept targets only: subsampling drops most of a corpus's frequent words.
-    positions = np.flatnonzero(keep_target)
+    positions = kept_positions(tokens, sampling_table, rng)
     columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
     position_tokens = tokens[positions]
-    last = len(tokens) - 1
     targets, contexts = [], []
-    for offset in (*range(-window_size, 0), *range(1, window_size + 1)):
-        # Clipped indices only ever land outside the sentence, where `inside` is false.
-        neighbours = tokens[np.clip(positions + offset, 0, last)]
-        inside = (columns + offset >= 0) & (columns + offset < sentence_lengths)
-        paired = inside & (neighbours != PAD_ID)
+    for offset in window_offsets(window_size):
+        neighbours = neighbours_at(tokens, positions, columns, sentence_lengths, offset)
+        paired = neighbours != PAD_ID
         targets.append(position_tokens[paired])
         contexts.append(neighbours[paired])
     return np.concatenate(targets).astype(np.int32), np.concatenate(contexts).astype(np.int32)
+
+
+def cbow_windows(
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    window_size: int,
+    sampling_table: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CBOW's examples: for each kept word, the `2 * window_size` words around it in its sentence
+    (padding where the sentence ends) and the word itself. Words with no neighbour are left out."""
+    positions = kept_positions(tokens, sampling_table, rng)
+    columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
+    windows = np.stack([neighbours_at(tokens, positions, columns, sentence_lengths, offset)
+                        for offset in window_offsets(window_size)], axis=1).astype(np.int32)
+    has_context = (windows != PAD_ID).any(axis=1)
+    return windows[has_context], tokens[positions][has_context].astype(np.int32)
 
 
 def _columns_in_sentences(positions: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
@@ -187,13 +229,14 @@ def make_examples(
     noise: str = "log_uniform",
     store_negatives: bool = True,
     sample: float | None = None,
+    architecture: str = "skipgram",
 ) -> Examples:
     """The tutorial's `generate_training_data` for a block of sentences (`tokens` laid end to end,
-    `lengths` long).
+    `lengths` long), or CBOW's windows.
 
-    Each pair gets its negatives, drawn here, or, with `store_negatives=False`, later on the device
-    at each batch (`contexts` then holds the positive alone). Subsampling uses Keras 2's rank
-    table, or with `sample`, word2vec.c's formula on the corpus counts.
+    Each example gets its negatives, drawn here, or, with `store_negatives=False`, later on the
+    device at each batch (`outputs` then holds the true word alone). Subsampling uses Keras 2's
+    rank table, or with `sample`, word2vec.c's formula on the corpus counts.
     """
     vocab_size = len(counts)
     sampling_table = None
@@ -201,17 +244,18 @@ def make_examples(
         sampling_table = make_sampling_table(vocab_size) if sample is None else word2vec_keep_probabilities(
             counts, sample)
     # Unshuffled, unlike Keras 2's `skipgrams`: training permutes every shard at every epoch.
-    targets, positives = skipgram_pairs(tokens, lengths, window_size, sampling_table, rng)
+    make_rows = cbow_windows if architecture == "cbow" else skipgram_pairs
+    inputs, positives = make_rows(tokens, lengths, window_size, sampling_table, rng)
     if not store_negatives:
-        return Examples(targets=targets, contexts=positives[:, None])
+        return Examples(inputs=inputs, outputs=positives[:, None])
     negatives = sample_negatives(rng, positives, num_ns, make_sampler(noise, counts), vocab_size)
-    return Examples(targets=targets, contexts=np.concatenate([positives[:, None], negatives], axis=1))
+    return Examples(inputs=inputs, outputs=np.concatenate([positives[:, None], negatives], axis=1))
 
 
 def save_examples(examples: Examples, directory: Path) -> None:
-    save_shard(directory, {"targets": examples.targets, "contexts": examples.contexts})
+    save_shard(directory, {"inputs": examples.inputs, "outputs": examples.outputs})
 
 
 def load_examples_shard(directory: Path) -> Examples:
-    targets, contexts = load_shard(directory, ("targets", "contexts"))
-    return Examples(targets=targets, contexts=contexts)
+    inputs, outputs = load_shard(directory, ("inputs", "outputs"))
+    return Examples(inputs=inputs, outputs=outputs)

@@ -59,9 +59,20 @@ def example_shards(examples_dir: Path) -> list[Path]:
     return shards
 
 
+def load_examples(shard: Examples | Path) -> Examples:
+    return shard if isinstance(shard, Examples) else load_examples_shard(shard)
+
+
+def batch_labels(batch_size: int, num_contexts: int) -> np.ndarray:
+    """The same for every row: the true word first, then the negatives."""
+    labels = np.zeros((batch_size, num_contexts), dtype=np.float32)
+    labels[:, 0] = 1
+    return labels
+
+
 def make_dataset(shards: Sequence[Examples | Path], batch_size: int, seed: int,
                  num_contexts: int) -> tf.data.Dataset:
-    """Batches of ((targets, contexts), labels), streamed shard by shard: memory holds one shard.
+    """Batches of ((inputs, outputs), labels), streamed shard by shard: memory holds one shard.
 
     Every epoch visits the shards in a new order and permutes each shard's rows whole: a larger
     shuffle than the tutorial's 10,000-pair buffer, and ~100x cheaper (tf.data's per-element
@@ -76,19 +87,37 @@ def make_dataset(shards: Sequence[Examples | Path], batch_size: int, seed: int,
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([seed, next(epochs)])
         for index in rng.permutation(len(shards)):
-            shard = shards[index]
-            examples = shard if isinstance(shard, Examples) else load_examples_shard(shard)
+            examples = load_examples(shards[index])
             order = rng.permutation(len(examples))
-            yield examples.targets[order], examples.contexts[order]
+            yield examples.inputs[order], examples.outputs[order]
 
-    columns = shards[0].contexts.shape[1] if isinstance(shards[0], Examples) else None
+    first = load_examples(shards[0])
     dataset = tf.data.Dataset.from_generator(rows, output_signature=(
-        tf.TensorSpec(shape=(None,), dtype=tf.int32), tf.TensorSpec(shape=(None, columns), dtype=tf.int32)))
-    labels = np.zeros((batch_size, num_contexts), dtype=np.float32)
-    labels[:, 0] = 1
+        tf.TensorSpec(shape=(None, *first.inputs.shape[1:]), dtype=tf.int32),
+        tf.TensorSpec(shape=(None, first.outputs.shape[1]), dtype=tf.int32)))
+    labels = batch_labels(batch_size, num_contexts)
     # Endless: Keras counts epochs in steps, and each pass of the generator is a new shuffle.
     return (dataset.repeat().rebatch(batch_size, drop_remainder=True)
-            .map(lambda targets, contexts: ((targets, contexts), labels)).prefetch(PREFETCH_BATCHES))
+            .map(lambda inputs, outputs: ((inputs, outputs), labels)).prefetch(PREFETCH_BATCHES))
+
+
+def make_validation_dataset(shards: Sequence[Examples | Path], batch_size: int,
+                            num_contexts: int) -> tf.data.Dataset | None:
+    """The held-out examples, in memory (a small share of the corpus), in full batches of at most
+    `batch_size`: the same examples and negatives every epoch. None when there are none."""
+    import tensorflow as tf
+
+    if not shards:
+        return None
+    held_out = [load_examples(shard) for shard in shards]
+    inputs = np.concatenate([examples.inputs for examples in held_out])
+    outputs = np.concatenate([examples.outputs for examples in held_out])
+    if not len(inputs):
+        return None
+    batch = min(batch_size, len(inputs))
+    labels = batch_labels(batch, num_contexts)
+    return (tf.data.Dataset.from_tensor_slices((inputs, outputs)).batch(batch, drop_remainder=True)
+            .map(lambda inputs, outputs: ((inputs, outputs), labels)).cache())
 
 
 def gpu_count() -> int:
@@ -117,12 +146,15 @@ def train_word2vec(
     on_epoch_end: EpochHook | None = None,
     before_fit: Callable[[], object] | None = None,
     verbose: int = 2,
+    validation: Sequence[Examples | Path] = (),
 ) -> TrainResult:
     """Train on example shards (files, or in memory) holding `pairs` pairs in all.
 
     With `noise` (probabilities over the vocabulary) the shards hold positives only and the model
     draws `num_ns` negatives per pair at each batch; without it they hold stored negatives.
-    `before_fit` runs once the model is built, before the first step.
+    `validation` shards (held-out lines' examples, with their negatives) are scored after every
+    epoch: `val_loss` and `val_accuracy`. `before_fit` runs once the model is built, before the
+    first step.
     """
     from w2vpipe.backend import import_keras
 
@@ -135,6 +167,8 @@ def train_word2vec(
         keras.mixed_precision.set_global_policy("mixed_float16")
     steps_per_epoch = pairs // params.batch_size
     num_contexts = 1 + num_ns
+    first = load_examples(shards[0])
+    input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
     with device_strategy().scope():
         model = build_word2vec(
             vocab_size,
@@ -148,6 +182,9 @@ def train_word2vec(
             seed=params.seed,
             jit_compile=True,
             steps_per_execution=min(MAX_STEPS_PER_EXECUTION, steps_per_epoch),
+            input_width=input_width,
+            row_mean_gradients=params.row_mean_gradients,
+            initializer=params.initializer,
         )
     callbacks: list[Any] = []
     if tensorboard_dir is not None:
@@ -159,11 +196,12 @@ def train_word2vec(
             )
         )
     dataset = make_dataset(list(shards), params.batch_size, params.seed, num_contexts)
+    validation_dataset = make_validation_dataset(list(validation), params.batch_size, num_contexts)
     if before_fit is not None:
         before_fit()
     started = time.perf_counter()
     history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                        verbose=verbose, shuffle=False)
+                        verbose=verbose, shuffle=False, validation_data=validation_dataset)
     return TrainResult(
         model=model,
         history={name: [float(v) for v in values] for name, values in history.history.items()},

@@ -61,14 +61,30 @@ def iter_line_blocks(corpus_path: Path, block_lines: int) -> Iterator[list[str]]
         yield block
 
 
+def validation_mask(first_line: int, lines: int, fraction: float) -> np.ndarray:
+    """Which of lines `first_line .. first_line + lines - 1` (of the whole corpus) are held out:
+    evenly spread, one line in every 1 / `fraction`, the same whatever the block size."""
+    index = np.arange(first_line, first_line + lines, dtype=np.float64)
+    return np.floor((index + 1) * fraction) > np.floor(index * fraction)
+
+
+def split_block(lines: list[str], first_line: int, fraction: float) -> tuple[list[str], list[str]]:
+    """(training lines, held-out lines) of a block that starts at corpus line `first_line`."""
+    held_out = validation_mask(first_line, len(lines), fraction)
+    return ([line for line, out in zip(lines, held_out, strict=True) if not out],
+            [line for line, out in zip(lines, held_out, strict=True) if out])
+
+
 def adapt_vectorizer(
-    corpus_path: Path, vocab_size: int, sequence_length: int | None, block_lines: int = 100_000
+    corpus_path: Path, vocab_size: int, sequence_length: int | None, block_lines: int = 100_000,
+    validation_fraction: float = 0.0,
 ) -> TextVectorization:
     """The tutorial's TextVectorization layer, adapted on the corpus streamed in blocks of lines.
 
     Large blocks of lines make few tf.data elements: a tenth of the time of the tutorial's
     1024-line batches, for the same vocabulary. With `sequence_length=None` the layer returns
-    whole lines (ragged), as gensim and word2vec.c read them.
+    whole lines (ragged), as gensim and word2vec.c read them. Held-out lines (a
+    `validation_fraction` of them) take no part: their words are as unseen as at training.
     """
     import tensorflow as tf
 
@@ -81,10 +97,12 @@ def adapt_vectorizer(
         output_sequence_length=sequence_length,
         ragged=sequence_length is None,
     )
-    blocks = tf.data.Dataset.from_generator(
-        lambda: (np.array(block, dtype=object) for block in iter_line_blocks(corpus_path, block_lines)),
-        output_signature=tf.TensorSpec(shape=(None,), dtype=tf.string),
-    )
+    def training_blocks() -> Iterator[np.ndarray]:
+        for number, block in enumerate(iter_line_blocks(corpus_path, block_lines)):
+            yield np.array(split_block(block, number * block_lines, validation_fraction)[0], dtype=object)
+
+    blocks = tf.data.Dataset.from_generator(training_blocks, output_signature=tf.TensorSpec(shape=(None,),
+                                                                                            dtype=tf.string))
     vectorize_layer.adapt(blocks)
     return vectorize_layer
 

@@ -1,0 +1,37 @@
+"""Stage 6: score the embeddings (WordSim353, SimLex-999, Google analogies, by gensim) and list the
+probe words' nearest neighbours; DVC metrics files, added to the training's MLflow run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+
+from pipeline import layout, tracking
+from w2vpipe.evaluation import evaluate_embeddings
+from w2vpipe.files import atomic_file
+from w2vpipe.params import Params
+from w2vpipe.vocabulary import load_vocabulary
+
+
+def run(params: Params) -> str:
+    vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
+    layout.require_input(layout.EMBEDDING_FILE, "train")
+    weights = np.load(layout.EMBEDDING_FILE)
+    evaluation = evaluate_embeddings(vocabulary, weights, params.evaluate.probe_words, params.evaluate.neighbours)
+    neighbours = {"neighbours": {word: [asdict(neighbour) for neighbour in nearest]
+                                 for word, nearest in evaluation.neighbours.items()},
+                  "missing": evaluation.missing_probes}
+    for path, content in ((layout.EVALUATE_METRICS_FILE, evaluation.metrics()), (layout.NEIGHBOURS_FILE, neighbours)):
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    for word, nearest in evaluation.neighbours.items():
+        print(f"  {word}: " + ", ".join(f"{neighbour.word} {neighbour.cosine:.2f}" for neighbour in nearest),
+              flush=True)
+    if evaluation.missing_probes:
+        print(f"  not in the vocabulary: {', '.join(evaluation.missing_probes)}", flush=True)
+    run_id = tracking.log_evaluation(layout.MLFLOW_RUN_FILE, evaluation.flat_metrics(), evaluation.neighbours,
+                                     [layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE])
+    tracked = f"added to MLflow run {run_id}" if run_id else "no MLflow run to add them to (train's run is gone)"
+    return f"{evaluation.summary()}; {tracked}"

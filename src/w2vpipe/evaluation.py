@@ -1,0 +1,144 @@
+"""How good are the embeddings: word similarity, analogies and nearest neighbours, by gensim.
+
+Scores come from gensim's `KeyedVectors` on the data files gensim ships: WordSim353 and SimLex-999
+(Spearman correlation between the cosine of each covered pair and human ratings) and the Google
+analogy questions (3CosAdd accuracy on the covered questions). Coverage says how much of each
+set the vocabulary could answer: a score on 10% of the pairs is not a score on all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
+
+PAD_TOKEN = ""
+UNKNOWN_TOKEN = "[UNK]"
+WORD_PAIR_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
+ANALOGY_SET = "questions-words.txt"
+
+
+@dataclass(frozen=True)
+class PairScore:
+    spearman: float | None  # None when no pair is covered
+    pearson: float | None
+    coverage: float  # share of the set's pairs whose two words are in the vocabulary
+    pairs: int  # pairs scored
+
+
+@dataclass(frozen=True)
+class AnalogyScore:
+    accuracy: float | None  # on the covered questions; None when none is covered
+    coverage: float  # share of the set's questions whose four words are in the vocabulary
+    questions: int  # questions scored
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    word: str
+    cosine: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    word_pairs: dict[str, PairScore]
+    analogies: AnalogyScore
+    neighbours: dict[str, list[Neighbour]]  # probe word -> its nearest words, closest first
+    missing_probes: list[str]  # probe words outside the vocabulary
+
+    def metrics(self) -> dict[str, Any]:
+        """Nested scores, as DVC metrics files hold them (`wordsim353.spearman`, ...)."""
+        return {**{name: asdict(score) for name, score in self.word_pairs.items()},
+                "analogies": asdict(self.analogies)}
+
+    def summary(self) -> str:
+        """One line: each score with its coverage."""
+        def score(value: float | None, digits: str) -> str:
+            return "n/a" if value is None else format(value, digits)
+
+        pairs = [f"{name} {score(result.spearman, '.3f')} ({result.coverage:.0%} of pairs)"
+                 for name, result in self.word_pairs.items()]
+        return (", ".join(pairs) + f", analogies {score(self.analogies.accuracy, '.1%')} of "
+                f"{self.analogies.questions:,} questions ({self.analogies.coverage:.0%} covered)")
+
+    def flat_metrics(self) -> dict[str, float]:
+        """`{"wordsim353_spearman": 0.41, ...}`: numbers only, for MLflow (a missing score is left out)."""
+        return {f"{name}_{key}": float(value) for name, values in self.metrics().items()
+                for key, value in values.items() if value is not None}
+
+
+def keyed_vectors(vocabulary: list[str], weights: np.ndarray) -> KeyedVectors:
+    """The embedding as gensim's `KeyedVectors`: one vector per word, padding and [UNK] left out."""
+    from gensim.models import KeyedVectors
+
+    if len(vocabulary) != len(weights):
+        raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
+    rows = [index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)]
+    vectors = KeyedVectors(vector_size=weights.shape[1], dtype=np.float32)
+    vectors.add_vectors([vocabulary[index] for index in rows], np.asarray(weights, dtype=np.float32)[rows])
+    return vectors
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def score_word_pairs(vectors: KeyedVectors, data_file: str) -> PairScore:
+    from gensim.test.utils import datapath
+
+    total = _count_pairs(datapath(data_file))
+    with warnings.catch_warnings():  # "mean of empty slice" and friends when nothing is covered
+        warnings.simplefilter("ignore")
+        pearson, spearman, oov_percent = vectors.evaluate_word_pairs(datapath(data_file))
+    coverage = 1 - oov_percent / 100
+    return PairScore(spearman=_number(spearman[0]), pearson=_number(pearson[0]), coverage=coverage,
+                     pairs=round(coverage * total))
+
+
+def _count_pairs(path: str) -> int:
+    with open(path, encoding="utf-8") as data:
+        return sum(1 for line in data if line.strip() and not line.startswith("#"))
+
+
+def score_analogies(vectors: KeyedVectors) -> AnalogyScore:
+    from gensim.test.utils import datapath
+
+    path = datapath(ANALOGY_SET)
+    with open(path, encoding="utf-8") as data:
+        total = sum(1 for line in data if line.strip() and not line.startswith(":"))
+    accuracy, sections = vectors.evaluate_word_analogies(path)
+    overall = sections[-1]  # gensim's "Total accuracy" section
+    questions = len(overall["correct"]) + len(overall["incorrect"])
+    return AnalogyScore(accuracy=float(accuracy) if questions else None, coverage=questions / total,
+                        questions=questions)
+
+
+def nearest_neighbours(vectors: KeyedVectors, words: list[str], top: int = 10) -> dict[str, list[Neighbour]]:
+    """The `top` nearest words (by cosine) of each word in the vocabulary; the others are left out."""
+    return {word: [Neighbour(other, float(cosine)) for other, cosine in vectors.most_similar(word, topn=top)]
+            for word in words if word in vectors.key_to_index}
+
+
+def evaluate_embeddings(vocabulary: list[str], weights: np.ndarray, probe_words: list[str],
+                        top: int = 10) -> Evaluation:
+    return evaluate_keyed_vectors(keyed_vectors(vocabulary, weights), probe_words, top)
+
+
+def evaluate_keyed_vectors(vectors: KeyedVectors, probe_words: list[str], top: int = 10) -> Evaluation:
+    """Every score, and the probe words' neighbours, of any `KeyedVectors` (gensim's own models too)."""
+    # gensim logs every section's accuracy at INFO: the scores are returned instead.
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    probes = [word.lower() for word in probe_words]
+    return Evaluation(
+        word_pairs={name: score_word_pairs(vectors, data_file) for name, data_file in WORD_PAIR_SETS.items()},
+        analogies=score_analogies(vectors),
+        neighbours=nearest_neighbours(vectors, probes, top),
+        missing_probes=[word for word in probes if word not in vectors.key_to_index],
+    )

@@ -1,0 +1,85 @@
+"""The evaluate stage on small trained models: gensim's scores with their coverage, probe words'
+neighbours, a probe word outside the vocabulary; CBOW trains, is held out and evaluated too."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, tool_env
+
+
+def stage(workdir: Path, name: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir,
+                            env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module", params=["skipgram", "cbow"])
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Shakespeare through train and evaluate, 3 epochs, with the project's default recipe."""
+    root = tmp_path_factory.mktemp(request.param)
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["train"].update(architecture=request.param, epochs=3)
+    params["evaluate"]["probe_words"] = ["king", "Love", "zyzzyva"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    outputs = {name: stage(root, name) for name in ("download", "vectorize", "examples", "train", "evaluate")}
+    return root, outputs
+
+
+def test_scores_come_with_their_coverage(trained: tuple[Path, dict[str, str]]) -> None:
+    root, outputs = trained
+    metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert set(metrics) == {"wordsim353", "simlex999", "analogies"}
+    for name in ("wordsim353", "simlex999"):
+        assert 0 < metrics[name]["coverage"] < 1  # a 4096-word vocabulary of Shakespeare covers some pairs
+        assert metrics[name]["pairs"] > 10
+        assert -1 <= metrics[name]["spearman"] <= 1
+    assert metrics["analogies"]["questions"] > 100 and 0 <= metrics["analogies"]["accuracy"] <= 1
+    assert metrics["analogies"]["coverage"] == pytest.approx(metrics["analogies"]["questions"] / 19544)
+    assert "wordsim353" in outputs["evaluate"] and "analogies" in outputs["evaluate"]
+
+
+def test_probe_words_get_their_neighbours_and_a_missing_one_is_reported(trained: tuple[Path, dict[str, str]]) -> None:
+    root, outputs = trained
+    neighbours = json.loads((root / "metrics" / "neighbours.json").read_text())
+    assert set(neighbours["neighbours"]) == {"king", "love"}  # probe words are lowercased, as the corpus is
+    king = neighbours["neighbours"]["king"]
+    assert len(king) == 10 and "king" not in [n["word"] for n in king]
+    cosines = [n["cosine"] for n in king]
+    assert cosines == sorted(cosines, reverse=True) and -1 <= cosines[-1] <= cosines[0] <= 1
+    assert neighbours["missing"] == ["zyzzyva"]
+    assert "not in the vocabulary: zyzzyva" in outputs["evaluate"]
+
+
+def test_held_out_loss_is_scored_every_epoch(trained: tuple[Path, dict[str, str]]) -> None:
+    root, _ = trained
+    history = (root / "metrics" / "train_history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(header)
+    assert len(history) == 1 + 3
+    val_loss = [float(row.split(",")[header.index("val_loss")]) for row in history[1:]]
+    assert val_loss[-1] < val_loss[0]  # it learns something that holds on lines it never saw
+    stats = json.loads((root / "data" / "examples" / "stats.json").read_text())
+    assert stats["validation_pairs"] > 0 and stats["architecture"] in ("skipgram", "cbow")
+
+
+def test_evaluation_lands_in_the_training_runs_mlflow_record(trained: tuple[Path, dict[str, str]]) -> None:
+    from mlflow import MlflowClient
+
+    root, _ = trained
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    run_id = json.loads((root / "models" / "mlflow_run.json").read_text())["run_id"]
+    run = client.get_run(run_id)
+    metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert run.data.metrics["wordsim353_spearman"] == pytest.approx(metrics["wordsim353"]["spearman"])
+    assert run.data.metrics["analogies_coverage"] == pytest.approx(metrics["analogies"]["coverage"])
+    assert len(client.get_metric_history(run_id, "val_loss")) == 3
+    artifacts = {artifact.path for artifact in client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/neighbours.json", "evaluation/evaluate.json"} <= artifacts
