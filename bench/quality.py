@@ -186,7 +186,8 @@ def main() -> None:
             print(f"{corpus_name}: gensim {architecture}", file=sys.stderr, flush=True)
             systems[f"gensim {architecture}, same settings"] = run_gensim(defaults, sentences, architecture, seeds)
         lines += ["", f"## {corpus_name} ({corpus.name}, {words:,} words)", "",
-                  "| system | WordSim353 | SimLex-999 | analogies | training (s) |", "| --- | ---: | ---: | ---: | ---: |"]
+                  "| system | WordSim353 | SimLex-999 | analogies | training (s) |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
         lines += [row(system, runs) for system, runs in systems.items()]
         (Path(tempfile.gettempdir()) / f"quality-{corpus_name}.json").write_text(json.dumps(systems))
     publish("quality", lines)

@@ -55,7 +55,9 @@ def test_repro_from_scratch_exports_the_projector_files(project: Path) -> None:
     assert metadata[:3] == ["[UNK]", "the", "and"]
     assert (project / "exports" / "projector_config.pbtxt").is_file()
     metrics = yaml.safe_load((project / "metrics" / "train.json").read_text())
-    assert set(metrics) == {"loss", "accuracy"}
+    assert set(metrics) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    scores = yaml.safe_load((project / "metrics" / "evaluate.json").read_text())
+    assert scores["wordsim353"]["coverage"] > 0 and scores["analogies"]["questions"] > 0
 
 
 def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> None:
@@ -65,16 +67,17 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     assert run_info.info.status == "FINISHED"
     assert run_info.data.params["train.epochs"] == str(EPOCHS)
     assert run_info.data.params["vectorize.vocab_size"] == "4096"
-    for metric in ("loss", "accuracy"):
+    for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
         history = client.get_metric_history(run_id, metric)
         assert sorted(point.step for point in history) == list(range(EPOCHS))
+    assert {"wordsim353_spearman", "simlex999_spearman", "analogies_accuracy"} <= set(run_info.data.metrics)
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert run_info.data.tags["dvc.download.md5"] == lock["download"]["outs"][0]["md5"]
     assert run_info.data.tags["dvc.examples.md5"] == lock["examples"]["outs"][0]["md5"]
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     assert run_info.data.tags["git.commit"].startswith(head)
     artifacts = {item.path for item in client.list_artifacts(run_id)}
-    assert artifacts == {"model", "tensorboard", "embeddings"}
+    assert artifacts == {"model", "tensorboard", "embeddings", "evaluation"}
     embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
     assert embeddings == {"embeddings/vectors.tsv", "embeddings/metadata.tsv", "embeddings/projector_config.pbtxt"}
 
@@ -85,15 +88,26 @@ def test_second_repro_runs_nothing(project: Path) -> None:
     assert "didn't change, skipping" in result.stdout
 
 
-def test_changing_epochs_reruns_train_and_export_only(project: Path) -> None:
+def test_changing_epochs_reruns_train_export_and_evaluate_only(project: Path) -> None:
     result = run(["dvc", "exp", "run", "-S", f"train.epochs={EPOCHS + 1}"], project)
-    assert ran_stages(result.stdout) == ["train", "export"]
+    assert ran_stages(result.stdout) == ["train", "export", "evaluate"]
     newest, first = runs_newest_first(project)
     assert newest.data.params["train.epochs"] == str(EPOCHS + 1)
     assert len(mlflow_client(project).get_metric_history(newest.info.run_id, "loss")) == EPOCHS + 1
     assert newest.data.tags.get("dvc.exp_name")
     # Same corpus and examples, so the two runs are comparable side by side.
     assert newest.data.tags["dvc.examples.md5"] == first.data.tags["dvc.examples.md5"]
+    # `dvc exp show` compares experiments by their scores, the same ones the MLflow run holds.
+    import json
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    experiments = [exp for entry in shown for exp in (entry.get("experiments") or [])]
+    named = [exp for exp in experiments if exp.get("name") == newest.data.tags["dvc.exp_name"]]
+    (experiment,) = named
+    (revision,) = experiment["revs"]
+    scores = revision["data"]["metrics"]["metrics/evaluate.json"]["data"]
+    assert newest.data.metrics["wordsim353_spearman"] == pytest.approx(scores["wordsim353"]["spearman"])
+    assert newest.data.metrics["analogies_accuracy"] == pytest.approx(scores["analogies"]["accuracy"])
 
 
 def test_push_then_pull_in_another_clone_restores_every_artifact(project: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from conftest import VENV_BIN, make_project_copy, run, tool_env
+from pipeline.layout import STAGES
 
 OVERRIDES = {"train.epochs": 1, "train.embedding_dim": 16}
 
@@ -38,13 +39,13 @@ def test_cli_flow_run_is_recorded_by_the_server(project: Path, prefect_server: s
     sets = [arg for key, value in OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
     result = run([sys.executable, "-m", "pipeline", "run", *sets], project, env)
     summary = json.loads(result.stdout[result.stdout.index("{"):])
-    assert summary["stages"] == {stage: "ran" for stage in ("download", "vectorize", "examples", "train", "export")}
+    assert summary["stages"] == {stage: "ran" for stage in STAGES}
 
     (flow_run,) = api(prefect_server, "/flow_runs/filter", {})
     assert flow_run["state_type"] == "COMPLETED"
     assert flow_run["parameters"]["overrides"] == OVERRIDES
     assert task_runs(prefect_server, flow_run["id"]) == {
-        stage: "COMPLETED" for stage in ("download", "vectorize", "examples", "train", "export")}
+        stage: "COMPLETED" for stage in STAGES}
     artifacts = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["word2vec-summary"]}}})
     assert artifacts and "| train | ran |" in artifacts[0]["data"]
     # The overrides stay in params.yaml (comments kept), like `dvc exp run -S`.

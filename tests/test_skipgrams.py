@@ -9,6 +9,7 @@ import pytest
 
 from w2vpipe.skipgrams import (
     cbow_windows,
+    drop_words,
     make_examples,
     make_sampler,
     make_sampling_table,
@@ -183,3 +184,25 @@ def test_cbow_examples_pair_every_window_with_the_skipgram_pairs_of_its_word() -
     assert examples.inputs.shape == (len(words), 6) and examples.outputs.shape == (len(words), 5)
     np.testing.assert_array_equal(examples.outputs[:, 0], words)
     assert not (examples.outputs[:, 1:] == examples.outputs[:, :1]).any()
+
+
+def test_dropped_words_close_up_so_windows_reach_past_them() -> None:
+    # "5 1 6 7" and "0 8": [UNK] (1) and padding go; 7 is dropped by subsampling (keep probability 0).
+    keep = np.ones(10)
+    keep[7] = 0.0
+    tokens, lengths = drop_words(np.array([5, 1, 6, 7, 0, 8]), np.array([4, 2]), keep, np.random.default_rng(0))
+    assert tokens.tolist() == [5, 6, 8] and lengths.tolist() == [2, 1]
+    targets, contexts = skipgram_pairs(tokens, lengths, window_size=1)
+    assert pairs_multiset(targets, contexts) == Counter({(5, 6): 1, (6, 5): 1})  # 5 and 6 are now neighbours
+
+
+def test_dynamic_window_shrinks_each_targets_reach_at_random() -> None:
+    tokens = np.arange(1, 20_001)
+    targets, contexts = skipgram_pairs(tokens, [len(tokens)], 4, rng=np.random.default_rng(2), dynamic_window=True)
+    distance = np.abs(targets - contexts)
+    assert distance.max() == 4
+    # Reach r in 1..4, uniform: a context at distance d is paired with probability (5 - d) / 4.
+    shares = np.bincount(distance, minlength=5)[1:] / len(tokens) / 2
+    np.testing.assert_allclose(shares, [1.0, 0.75, 0.5, 0.25], atol=0.02)
+    windows, _ = cbow_windows(tokens, [len(tokens)], 4, rng=np.random.default_rng(2), dynamic_window=True)
+    assert ((windows != 0).sum(axis=1) % 2 == 0).mean() > 0.99  # both sides reach alike, but at the ends

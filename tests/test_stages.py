@@ -23,7 +23,7 @@ def stage(workdir: Path, name: str) -> None:
 
 def digests(directory: Path) -> dict[str, str]:
     return {str(path.relative_to(directory)): hashlib.md5(path.read_bytes()).hexdigest()
-            for path in sorted(directory.glob("shard-*/*.npy"))}
+            for path in sorted([*directory.glob("shard-*/*.npy"), *directory.glob("validation/shard-*/*.npy")])}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_vectorize_writes_bounded_shards_of_whole_lines(workdir: Path) -> None:
     stats = json.loads((workdir / "data" / "vectorized" / "stats.json").read_text())
-    assert stats == {"lines": 32777, "words": stats["words"], "shards": 7}
+    held_out = 655  # 2% of 32,777 lines, one in 50
+    assert stats == {"lines": 32777 - held_out, "validation_lines": held_out, "words": stats["words"], "shards": 7}
     counts = __import__("numpy").load(workdir / "data" / "vectorized" / "counts.npy")
-    assert counts[0] == 0 and counts.sum() == stats["words"]
-    # Whole lines: more words than the tutorial's 10-token cut keeps (201,638).
-    assert stats["words"] > 201_638
+    assert counts[0] == 0 and counts.sum() == stats["words"]  # the training lines' words
+    # Whole lines: more words than the tutorial's 10-token cut keeps of all lines (201,638), less 2%.
+    assert stats["words"] > 201_638 * 0.98
+    assert len(list((workdir / "data" / "vectorized" / "validation").glob("shard-*"))) == 7
 
 
 def test_examples_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
@@ -57,7 +59,7 @@ def test_examples_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
         stage(workdir, "examples")
         results[workers] = digests(workdir / "data" / "examples")
         shutil.copy(workdir / "data" / "examples" / "stats.json", workdir / f"stats-{workers}.json")
-    assert len(results[1]) == 7 * 2  # inputs.npy and outputs.npy per shard
+    assert len(results[1]) == 7 * 2 * 2  # inputs.npy and outputs.npy per shard, training and held out
     assert results[1] == results[2]
     stats = json.loads((workdir / "stats-2.json").read_text())
     assert stats["negatives"] == "per_batch" and stats["shards"] == 7

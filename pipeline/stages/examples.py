@@ -43,6 +43,8 @@ def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np
         noise=params.noise,
         store_negatives=validation or params.negatives == "stored",
         architecture=architecture,
+        drop_before_windowing=params.drop_before_windowing,
+        dynamic_window=params.dynamic_window,
     )
     if len(examples):
         save_examples(examples, out_dir / subfolder / shard_name(index))

@@ -15,7 +15,7 @@ from pipeline import layout, tracking
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
-from w2vpipe.skipgrams import noise_probabilities
+from w2vpipe.skipgrams import noise_probabilities, word_counts
 from w2vpipe.training import check_trainable, example_shards, target_embedding_weights, train_word2vec
 
 
@@ -43,7 +43,9 @@ def run(params: Params) -> str:
                 vocab_size=len(counts),
                 params=params.train,
                 num_ns=params.examples.num_ns,
-                noise=noise_probabilities(params.examples.noise, counts) if per_batch else None,
+                noise=noise_probabilities(params.examples.noise,
+                                          word_counts(counts, params.examples.drop_before_windowing))
+                if per_batch else None,
                 tensorboard_dir=out_dir / layout.TENSORBOARD_DIR.name,
                 on_epoch_end=mlflow_run.log_epoch,
                 before_fit=mlflow_run.wait_ready,

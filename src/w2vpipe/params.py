@@ -49,6 +49,8 @@ class ExamplesParams:
     noise: str = "log_uniform"
     subsample: bool = True
     sample: float | None = None
+    drop_before_windowing: bool = False
+    dynamic_window: bool = False
     seed: int = 42
     workers: int = 0
 

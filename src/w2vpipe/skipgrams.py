@@ -17,6 +17,7 @@ import numpy as np
 from w2vpipe.files import load_shard, save_shard
 
 PAD_ID = 0
+UNKNOWN_ID = 1  # TextVectorization's [UNK], right after padding
 
 
 @dataclass(frozen=True)
@@ -96,22 +97,26 @@ def skipgram_pairs(
     window_size: int,
     sampling_table: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    dynamic_window: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All (target, context) pairs within `window_size` of each other in the same sentence.
 
     `tokens` holds the sentences end to end and `lengths` their lengths, so padded and unpadded
     sentences are handled alike. As in Keras 2's `skipgrams`, padding (id 0) is never a target or
     a context, and with a sampling table a target position is kept with probability
-    `sampling_table[token]`, all its pairs with it. Pairs come grouped by offset, not shuffled.
+    `sampling_table[token]`, all its pairs with it. With `dynamic_window`, each target's window
+    shrinks at random to 1..window_size words a side (word2vec.c's way of weighting near words
+    more). Pairs come grouped by offset, not shuffled.
     """
     # Work on the kept targets only: subsampling drops most of a corpus's frequent words.
     positions = kept_positions(tokens, sampling_table, rng)
     columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
+    reach = window_reach(len(positions), window_size, dynamic_window, rng)
     position_tokens = tokens[positions]
     targets, contexts = [], []
     for offset in window_offsets(window_size):
         neighbours = neighbours_at(tokens, positions, columns, sentence_lengths, offset)
-        paired = neighbours != PAD_ID
+        paired = (neighbours != PAD_ID) & (abs(offset) <= reach)
         targets.append(position_tokens[paired])
         contexts.append(neighbours[paired])
     return np.concatenate(targets).astype(np.int32), np.concatenate(contexts).astype(np.int32)
@@ -123,15 +128,52 @@ def cbow_windows(
     window_size: int,
     sampling_table: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    dynamic_window: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """CBOW's examples: for each kept word, the `2 * window_size` words around it in its sentence
-    (padding where the sentence ends) and the word itself. Words with no neighbour are left out."""
+    (padding where the sentence ends, or past a dynamic window's reach) and the word itself. Words
+    with no neighbour are left out."""
     positions = kept_positions(tokens, sampling_table, rng)
     columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
-    windows = np.stack([neighbours_at(tokens, positions, columns, sentence_lengths, offset)
+    reach = window_reach(len(positions), window_size, dynamic_window, rng)
+    windows = np.stack([np.where(abs(offset) <= reach, neighbours_at(tokens, positions, columns, sentence_lengths,
+                                                                     offset), PAD_ID)
                         for offset in window_offsets(window_size)], axis=1).astype(np.int32)
     has_context = (windows != PAD_ID).any(axis=1)
     return windows[has_context], tokens[positions][has_context].astype(np.int32)
+
+
+def window_reach(targets: int, window_size: int, dynamic: bool,
+                 rng: np.random.Generator | None) -> np.ndarray | int:
+    """How far each target's window reaches: `window_size`, or with `dynamic` a draw in 1..window_size."""
+    if not dynamic:
+        return window_size
+    if rng is None:
+        raise ValueError("a dynamic window needs a random generator")
+    return rng.integers(1, window_size + 1, size=targets, dtype=np.int32)
+
+
+def word_counts(counts: np.ndarray, drop_before_windowing: bool) -> np.ndarray:
+    """The counts that subsampling and the noise distribution use: with words dropped before
+    windowing, [UNK] is never a word of the training sentences, so it is never a negative either
+    (gensim knows no out-of-vocabulary word)."""
+    if not drop_before_windowing:
+        return counts
+    counts = np.array(counts, copy=True)
+    counts[UNKNOWN_ID] = 0
+    return counts
+
+
+def drop_words(tokens: np.ndarray, lengths: np.ndarray, keep_probabilities: np.ndarray | None,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The sentences without padding, [UNK] and the words subsampling drops (a word of id t kept
+    with probability `keep_probabilities[t]`), closed up: word2vec.c and gensim window over what
+    remains, so a window reaches past a dropped word rather than pairing with it."""
+    keep = tokens > UNKNOWN_ID
+    if keep_probabilities is not None:
+        keep &= rng.random(tokens.shape, dtype=np.float32) < keep_probabilities.astype(np.float32)[tokens]
+    sentence = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+    return tokens[keep], np.bincount(sentence[keep], minlength=len(lengths)).astype(np.int32)
 
 
 def _columns_in_sentences(positions: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
@@ -230,22 +272,30 @@ def make_examples(
     store_negatives: bool = True,
     sample: float | None = None,
     architecture: str = "skipgram",
+    drop_before_windowing: bool = False,
+    dynamic_window: bool = False,
 ) -> Examples:
     """The tutorial's `generate_training_data` for a block of sentences (`tokens` laid end to end,
     `lengths` long), or CBOW's windows.
 
     Each example gets its negatives, drawn here, or, with `store_negatives=False`, later on the
     device at each batch (`outputs` then holds the true word alone). Subsampling uses Keras 2's
-    rank table, or with `sample`, word2vec.c's formula on the corpus counts.
+    rank table, or with `sample`, word2vec.c's formula on the corpus counts; it drops targets
+    only (the tutorial's way), or with `drop_before_windowing`, drops words, [UNK] too, from the
+    sentences before they are windowed (word2vec.c's and gensim's way).
     """
     vocab_size = len(counts)
+    counts = word_counts(counts, drop_before_windowing)
     sampling_table = None
     if subsample:
         sampling_table = make_sampling_table(vocab_size) if sample is None else word2vec_keep_probabilities(
             counts, sample)
     # Unshuffled, unlike Keras 2's `skipgrams`: training permutes every shard at every epoch.
     make_rows = cbow_windows if architecture == "cbow" else skipgram_pairs
-    inputs, positives = make_rows(tokens, lengths, window_size, sampling_table, rng)
+    if drop_before_windowing:
+        tokens, lengths = drop_words(tokens, lengths, sampling_table, rng)
+        sampling_table = None
+    inputs, positives = make_rows(tokens, lengths, window_size, sampling_table, rng, dynamic_window)
     if not store_negatives:
         return Examples(inputs=inputs, outputs=positives[:, None])
     negatives = sample_negatives(rng, positives, num_ns, make_sampler(noise, counts), vocab_size)
