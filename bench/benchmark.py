@@ -8,7 +8,7 @@ Part 1, on the corpus, same hyperparameters everywhere (window 2, 4 negatives, d
   (a) the tutorial's code (bench/tutorial_word2vec.py, tf_keras for the two functions Keras 3 dropped),
   (b) gensim Word2Vec (bench/gensim_word2vec.py, 2 workers),
   (c) this pipeline's stages, each a `python -m pipeline STAGE` process, in two configurations:
-      "tutorial" (params.yaml's defaults) and "fast" (FAST below).
+      "tutorial" (recipes/tutorial.yaml) and "fast" (FAST below).
 Part 2, scaling: the corpus concatenated to each --scale word count; the "fast" pipeline's
 vectorize + examples + one training epoch, and gensim's one epoch, with peak RSS.
 
@@ -44,6 +44,18 @@ STAGES = ("vectorize", "examples", "train")
 FAST = {"vectorize.sequence_length": None, "examples.sample": 0.001, "examples.negatives": "per_batch",
         "examples.noise": "unigram", "train.optimizer": "sgd", "train.batch_size": 4096}
 PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+def tutorial_recipe() -> dict[str, object]:
+    """recipes/tutorial.yaml as dotted overrides (all but the corpus)."""
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "recipes" / "tutorial.yaml").read_text())
+    return {f"{section}.{key}": value for section, values in recipe.items() if section != "corpus"
+            for key, value in values.items()}
+
+
+TUTORIAL = tutorial_recipe()
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
@@ -147,7 +159,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         tutorial.append(run_tutorial(corpus, epochs, env))
         gensim.append(run_gensim(corpus, epochs, env))
-        default.append(run_pipeline(corpus, {"train.epochs": epochs}, env))
+        default.append(run_pipeline(corpus, {**TUTORIAL, "train.epochs": epochs}, env))
         fast.append(run_pipeline(corpus, {**FAST, "train.epochs": epochs}, env))
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
 

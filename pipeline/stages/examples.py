@@ -18,26 +18,25 @@ from pipeline import layout
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, shard_name
 from w2vpipe.params import ExamplesParams, Params
-from w2vpipe.skipgrams import make_examples, save_examples
-from w2vpipe.vocabulary import load_sentences
+from w2vpipe.skipgrams import Examples, make_examples, save_examples
+from w2vpipe.vocabulary import Sentences, load_sentences
 
 
-def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, out_dir: Path,
-               validation: bool = False) -> tuple[int, int]:
-    """Examples for vectorized shard `index` (or its held-out lines), seeded by (seed, index[, 1]):
-    the same whichever worker runs it."""
-    subfolder = Path(layout.VALIDATION_DIR_NAME) if validation else Path()
-    source = layout.VECTORIZED_DIR / subfolder / shard_name(index)
-    if not source.is_dir():  # a shard too small to hold out a line
-        return 0, 0
-    sentences = load_sentences(source)
-    examples = make_examples(
+def shard_examples(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, epoch: int = 0,
+                   validation: bool = False) -> tuple[int, Examples]:
+    """(sentences, examples) of vectorized shard `index` (or of its held-out lines) for `epoch`,
+    seeded by (seed, index, epoch): the same whichever worker or process draws them. A shard too
+    small to hold out a line gives none."""
+    source = layout.VECTORIZED_DIR / (layout.VALIDATION_DIR_NAME if validation else "") / shard_name(index)
+    sentences = load_sentences(source) if source.is_dir() else Sentences(np.zeros(0, np.int32), np.zeros(0, np.int32))
+    stream = [params.seed, index, *([1] if validation else [2, epoch] if epoch else [])]
+    return len(sentences), make_examples(
         sentences.tokens,
         sentences.lengths,
         window_size=params.window_size,
         num_ns=params.num_ns,
         counts=counts,
-        rng=np.random.default_rng([params.seed, index, *([1] if validation else [])]),
+        rng=np.random.default_rng(stream),
         subsample=params.subsample,
         sample=params.sample,
         noise=params.noise,
@@ -46,9 +45,15 @@ def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np
         drop_before_windowing=params.drop_before_windowing,
         dynamic_window=params.dynamic_window,
     )
+
+
+def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, out_dir: Path,
+               validation: bool = False) -> tuple[int, int]:
+    """Write epoch 0's examples of shard `index` (or of its held-out lines); (sentences, examples)."""
+    sentences, examples = shard_examples(index, params, architecture, counts, validation=validation)
     if len(examples):
-        save_examples(examples, out_dir / subfolder / shard_name(index))
-    return len(sentences), len(examples)
+        save_examples(examples, out_dir / (layout.VALIDATION_DIR_NAME if validation else "") / shard_name(index))
+    return sentences, len(examples)
 
 
 def run(params: Params) -> str:

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 
 import numpy as np
 
 from pipeline import layout, tracking
+from pipeline.stages.examples import shard_examples
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
+from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file, shard_name
 from w2vpipe.params import Params, flatten
-from w2vpipe.skipgrams import noise_probabilities, word_counts
-from w2vpipe.training import check_trainable, example_shards, target_embedding_weights, train_word2vec
+from w2vpipe.skipgrams import Examples, load_examples_shard, noise_probabilities, word_counts
+from w2vpipe.training import (
+    ExampleSource,
+    check_trainable,
+    example_shards,
+    target_embedding_weights,
+    train_word2vec,
+)
 
 
 def run(params: Params) -> str:
@@ -31,7 +39,7 @@ def run(params: Params) -> str:
             raise PipelineError(f"the examples were made with {key} {stats.get(key)} but params.yaml asks for "
                                 f"{wanted}: rerun the examples stage (dvc repro examples)")
     check_trainable(stats["pairs"], params.train)
-    shards = example_shards(layout.EXAMPLES_DIR)
+    shards = training_shards(params, counts)
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"
 
@@ -64,6 +72,24 @@ def run(params: Params) -> str:
     return (f"{params.train.epochs} epochs of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")
+
+
+def training_shards(params: Params, counts: np.ndarray) -> list[ExampleSource]:
+    """The examples stage's shards; with `examples.redraw_each_epoch`, each shard a function that
+    gives epoch 0 the stage's examples and every later epoch a new draw (subsampling, dynamic
+    windows, stored negatives), as word2vec.c and gensim draw anew at every pass."""
+    stored = example_shards(layout.EXAMPLES_DIR)
+    if not params.examples.redraw_each_epoch:
+        return list(stored)
+    indices = [int(path.name.removeprefix("shard-")) for path in sorted(layout.VECTORIZED_DIR.glob(SHARD_GLOB))]
+    return [partial(epoch_examples, index, params, counts) for index in indices]
+
+
+def epoch_examples(index: int, params: Params, counts: np.ndarray, epoch: int) -> Examples:
+    stored = layout.EXAMPLES_DIR / shard_name(index)
+    if epoch == 0 and stored.is_dir():
+        return load_examples_shard(stored)
+    return shard_examples(index, params.examples, params.train.architecture, counts, epoch=epoch)[1]
 
 
 def write_history(history: dict[str, list[float]]) -> None:

@@ -51,6 +51,7 @@ class ExamplesParams:
     sample: float | None = None
     drop_before_windowing: bool = False
     dynamic_window: bool = False
+    redraw_each_epoch: bool = False
     seed: int = 42
     workers: int = 0
 

@@ -59,8 +59,16 @@ def example_shards(examples_dir: Path) -> list[Path]:
     return shards
 
 
-def load_examples(shard: Examples | Path) -> Examples:
-    return shard if isinstance(shard, Examples) else load_examples_shard(shard)
+# A shard of examples: in memory, a shard directory, or a function giving each epoch's draw.
+ExampleSource = Examples | Path | Callable[[int], Examples]
+
+
+def load_examples(shard: ExampleSource, epoch: int = 0) -> Examples:
+    if isinstance(shard, Examples):
+        return shard
+    if isinstance(shard, Path):
+        return load_examples_shard(shard)
+    return shard(epoch)
 
 
 def batch_labels(batch_size: int, num_contexts: int) -> np.ndarray:
@@ -70,9 +78,10 @@ def batch_labels(batch_size: int, num_contexts: int) -> np.ndarray:
     return labels
 
 
-def make_dataset(shards: Sequence[Examples | Path], batch_size: int, seed: int,
+def make_dataset(shards: Sequence[ExampleSource], batch_size: int, seed: int,
                  num_contexts: int) -> tf.data.Dataset:
     """Batches of ((inputs, outputs), labels), streamed shard by shard: memory holds one shard.
+    A shard given as a function is asked for each epoch's examples (a new subsampling draw).
 
     Every epoch visits the shards in a new order and permutes each shard's rows whole: a larger
     shuffle than the tutorial's 10,000-pair buffer, and ~100x cheaper (tf.data's per-element
@@ -85,9 +94,10 @@ def make_dataset(shards: Sequence[Examples | Path], batch_size: int, seed: int,
     epochs = itertools.count()
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        rng = np.random.default_rng([seed, next(epochs)])
+        epoch = next(epochs)
+        rng = np.random.default_rng([seed, epoch])
         for index in rng.permutation(len(shards)):
-            examples = load_examples(shards[index])
+            examples = load_examples(shards[index], epoch)
             order = rng.permutation(len(examples))
             yield examples.inputs[order], examples.outputs[order]
 
@@ -101,7 +111,7 @@ def make_dataset(shards: Sequence[Examples | Path], batch_size: int, seed: int,
             .map(lambda inputs, outputs: ((inputs, outputs), labels)).prefetch(PREFETCH_BATCHES))
 
 
-def make_validation_dataset(shards: Sequence[Examples | Path], batch_size: int,
+def make_validation_dataset(shards: Sequence[ExampleSource], batch_size: int,
                             num_contexts: int) -> tf.data.Dataset | None:
     """The held-out examples, in memory (a small share of the corpus), in full batches of at most
     `batch_size`: the same examples and negatives every epoch. None when there are none."""
@@ -136,7 +146,7 @@ def device_strategy() -> tf.distribute.Strategy:
 
 
 def train_word2vec(
-    shards: Sequence[Examples | Path],
+    shards: Sequence[ExampleSource],
     pairs: int,
     vocab_size: int,
     params: TrainParams,
@@ -146,7 +156,7 @@ def train_word2vec(
     on_epoch_end: EpochHook | None = None,
     before_fit: Callable[[], object] | None = None,
     verbose: int = 2,
-    validation: Sequence[Examples | Path] = (),
+    validation: Sequence[ExampleSource] = (),
 ) -> TrainResult:
     """Train on example shards (files, or in memory) holding `pairs` pairs in all.
 
