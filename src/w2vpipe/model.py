@@ -41,18 +41,15 @@ class Word2Vec(keras.Model):
     word vectors users keep; `context_embedding` the output vectors, which exist for training.
     With `num_ns > 0` the model draws that many negatives per example itself while training, from
     `noise_probabilities` (word2vec.c's way), so the examples need only hold positive pairs.
-    With `row_mean_gradients`, an embedding row looked up k times in a batch takes the mean of
-    its k gradients instead of their sum (see `mean_gradient_per_row`).
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, num_ns: int = 0, seed: int | None = None,
-                 row_mean_gradients: bool = False, initializer: str = "keras", **kwargs: Any) -> None:
+                 initializer: str = "keras", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.num_ns = num_ns
         self.seed = seed
-        self.row_mean_gradients = row_mean_gradients
         self.initializer = initializer
         if initializer == "word2vec":
             # word2vec.c's (and gensim's): small input vectors, output vectors at zero.
@@ -79,12 +76,6 @@ class Word2Vec(keras.Model):
                                      seed=self.seed_generator)
         return ops.reshape(ops.take(self.noise_table, slots), (batch, self.num_ns))
 
-    def lookup(self, embedding: layers.Embedding, ids: Any, training: bool) -> Any:
-        vectors = embedding(ids)
-        if training and self.row_mean_gradients:
-            vectors = mean_gradient_per_row(ids, vectors, self.vocab_size)
-        return vectors
-
     def call(self, inputs: tuple[Any, Any], training: bool = False) -> Any:
         words, outputs = inputs  # (batch,) or (batch, window), and (batch, outputs)
         if bool(self.num_ns) and training:
@@ -94,7 +85,7 @@ class Word2Vec(keras.Model):
             # 4x the step time under XLA on the CPU (measured).
             negatives = ops.where(negatives == positives, (negatives + 1) % self.vocab_size, negatives)
             outputs = ops.concatenate([positives, negatives], axis=1)
-        input_vectors = self.lookup(self.target_embedding, words, training)
+        input_vectors = self.target_embedding(words)
         if len(words.shape) == 2:  # CBOW: the mean of the window's vectors
             present = ops.cast(ops.expand_dims(words != 0, -1), input_vectors.dtype)
             total = ops.sum(input_vectors * present, axis=1)
@@ -102,28 +93,12 @@ class Word2Vec(keras.Model):
             # word2vec.c's (and gensim's) CBOW: the mean forward, but each window word takes the
             # whole error backward, not error / window size.
             input_vectors = ops.stop_gradient(mean) + total - ops.stop_gradient(total)
-        output_vectors = self.lookup(self.context_embedding, outputs, training)  # (batch, outputs, dim)
+        output_vectors = self.context_embedding(outputs)  # (batch, outputs, dim)
         return ops.einsum("be,bce->bc", input_vectors, output_vectors)  # logits (batch, outputs)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim,
-                "num_ns": self.num_ns, "seed": self.seed, "row_mean_gradients": self.row_mean_gradients,
-                "initializer": self.initializer}
-
-
-def mean_gradient_per_row(ids: Any, vectors: Any, vocab_size: int) -> Any:
-    """`vectors` (looked up at `ids`) unchanged forward; backward, each lookup's gradient divided by
-    how often its row is looked up in the batch, so a row takes the mean of its gradients.
-
-    word2vec.c applies each pair's update in turn; a batch applies them all at once, from the same
-    weights. A frequent word drawn hundreds of times as a negative in one batch would take the sum
-    of hundreds of steps computed at the same point: far past where sequential steps would stop.
-    """
-    flat = ops.reshape(ids, (-1,))
-    # segment_sum rather than bincount: XLA compiles it (a fixed number of segments).
-    uses = ops.take(ops.segment_sum(ops.ones_like(flat, dtype=vectors.dtype), flat, num_segments=vocab_size), flat)
-    scale = ops.reshape(1.0 / uses, (*ops.shape(ids), 1))
-    return ops.stop_gradient(vectors) + (vectors - ops.stop_gradient(vectors)) * scale
+                "num_ns": self.num_ns, "seed": self.seed, "initializer": self.initializer}
 
 
 @keras.saving.register_keras_serializable(package="w2vpipe")
@@ -155,7 +130,6 @@ def build_word2vec(
     jit_compile: bool | str = "auto",
     steps_per_execution: int = 1,
     input_width: int = 0,
-    row_mean_gradients: bool = False,
     initializer: str = "keras",
 ) -> Word2Vec:
     """The model, compiled for one of two recipes:
@@ -167,14 +141,10 @@ def build_word2vec(
 
     `input_width` is 0 for skip-gram (one input word), CBOW's window width otherwise.
     """
-    model = Word2Vec(vocab_size, embedding_dim, num_ns=num_ns_on_device, seed=seed,
-                     row_mean_gradients=row_mean_gradients, initializer=initializer)
+    model = Word2Vec(vocab_size, embedding_dim, num_ns=num_ns_on_device, seed=seed, initializer=initializer)
     if optimizer == "adam":
         keras_optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    elif optimizer == "adagrad":
-        keras_optimizer = keras.optimizers.Adagrad(learning_rate=learning_rate)
-        loss = NegativeSamplingLoss()
     else:
         schedule = keras.optimizers.schedules.PolynomialDecay(
             learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=learning_rate * 1e-4)

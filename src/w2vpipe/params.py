@@ -29,8 +29,9 @@ class CorpusParams:
 ARCHITECTURES = ("skipgram", "cbow")
 NEGATIVE_MODES = ("stored", "per_batch")
 NOISE_DISTRIBUTIONS = ("log_uniform", "unigram")
-OPTIMIZERS = ("adam", "sgd", "adagrad")
-DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.025, "adagrad": 0.1}
+OPTIMIZERS = ("adam", "sgd")
+INITIALIZERS = ("word2vec", "keras")
+DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.025}
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,6 @@ class TrainParams:
     learning_rate: float | None = None
     scale_learning_rate: bool = False
     mixed_precision: bool = False
-    row_mean_gradients: bool = False
     initializer: str = "keras"
     seed: int = 42
 
@@ -176,6 +176,8 @@ def _check_ranges(params: Params) -> None:
          "it must be 0 (all cores) or more"),
         ("train.architecture", params.train.architecture, params.train.architecture in ARCHITECTURES,
          f"it must be one of {', '.join(ARCHITECTURES)}"),
+        ("train.initializer", params.train.initializer, params.train.initializer in INITIALIZERS,
+         f"it must be one of {', '.join(INITIALIZERS)}"),
         ("train.embedding_dim", params.train.embedding_dim, params.train.embedding_dim >= 1, "it must be positive"),
         ("train.batch_size", params.train.batch_size, params.train.batch_size >= 1, "it must be positive"),
         ("train.epochs", params.train.epochs, params.train.epochs >= 1, "it must be positive"),

@@ -193,7 +193,6 @@ def train_word2vec(
             jit_compile=True,
             steps_per_execution=min(MAX_STEPS_PER_EXECUTION, steps_per_epoch),
             input_width=input_width,
-            row_mean_gradients=params.row_mean_gradients,
             initializer=params.initializer,
         )
     callbacks: list[Any] = []
