@@ -78,8 +78,8 @@ def batch_labels(batch_size: int, num_contexts: int) -> np.ndarray:
     return labels
 
 
-def make_dataset(shards: Sequence[ExampleSource], batch_size: int, seed: int,
-                 num_contexts: int) -> tf.data.Dataset:
+def make_dataset(shards: Sequence[ExampleSource], batch_size: int, seed: int, num_contexts: int,
+                 template: Examples) -> tf.data.Dataset:
     """Batches of ((inputs, outputs), labels), streamed shard by shard: memory holds one shard.
     A shard given as a function is asked for each epoch's examples (a new subsampling draw).
 
@@ -87,7 +87,8 @@ def make_dataset(shards: Sequence[ExampleSource], batch_size: int, seed: int,
     shuffle than the tutorial's 10,000-pair buffer, and ~100x cheaper (tf.data's per-element
     shuffle runs at ~1M pairs/s on 2 cores, which would starve the training step). Each epoch's
     order is seeded by (seed, epoch). Labels are the same for every row (the true context first,
-    then the negatives), so they are built once rather than read from the shards.
+    then the negatives), so they are built once rather than read from the shards. `template` is
+    any shard's examples: the columns of every shard's.
     """
     import tensorflow as tf
 
@@ -101,10 +102,9 @@ def make_dataset(shards: Sequence[ExampleSource], batch_size: int, seed: int,
             order = rng.permutation(len(examples))
             yield examples.inputs[order], examples.outputs[order]
 
-    first = load_examples(shards[0])
     dataset = tf.data.Dataset.from_generator(rows, output_signature=(
-        tf.TensorSpec(shape=(None, *first.inputs.shape[1:]), dtype=tf.int32),
-        tf.TensorSpec(shape=(None, first.outputs.shape[1]), dtype=tf.int32)))
+        tf.TensorSpec(shape=(None, *template.inputs.shape[1:]), dtype=tf.int32),
+        tf.TensorSpec(shape=(None, template.outputs.shape[1]), dtype=tf.int32)))
     labels = batch_labels(batch_size, num_contexts)
     # Endless: Keras counts epochs in steps, and each pass of the generator is a new shuffle.
     return (dataset.repeat().rebatch(batch_size, drop_remainder=True)
@@ -204,7 +204,7 @@ def train_word2vec(
                 on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
             )
         )
-    dataset = make_dataset(list(shards), params.batch_size, params.seed, num_contexts)
+    dataset = make_dataset(list(shards), params.batch_size, params.seed, num_contexts, template=first)
     validation_dataset = make_validation_dataset(list(validation), params.batch_size, num_contexts)
     if before_fit is not None:
         before_fit()
