@@ -135,8 +135,10 @@ def _summary_markdown(summary: dict[str, Any]) -> str:
     if "evaluation" in summary:
         lines += ["", "| benchmark | score | coverage |", "| --- | ---: | ---: |"]
         for name, scores in summary["evaluation"].items():
-            score = scores.get("spearman", scores.get("accuracy"))
-            lines.append(f"| {name} | {'n/a' if score is None else f'{score:.3f}'} | {scores['coverage']:.1%} |")
+            # Word pairs: Spearman; analogies: the share answered right.
+            score = (f"{scores['spearman']:.3f}" if scores.get("spearman") is not None
+                     else f"{scores['accuracy']:.1%}" if scores.get("accuracy") is not None else "n/a")
+            lines.append(f"| {name} | {score} | {scores['coverage']:.1%} |")
     if "neighbours" in summary:
         lines += ["", "| probe | nearest words (cosine) |", "| --- | --- |"]
         for word, nearest in summary["neighbours"]["neighbours"].items():
