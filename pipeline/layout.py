@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from w2vpipe.errors import PipelineError
+from w2vpipe.files import shard_name
 
 PARAMS_FILE = Path("params.yaml")
 CORPUS_DIR = Path("data/corpus")
@@ -27,6 +28,11 @@ STATS_FILE_NAME = "stats.json"
 # Held-out lines, and their examples: a subfolder of shards beside the training shards.
 VALIDATION_DIR_NAME = "validation"
 STAGES = ("download", "vectorize", "examples", "train", "export", "evaluate")
+
+
+def shard_dir(root: Path, index: int, validation: bool = False) -> Path:
+    """Where shard `index` of a sharded output lives (its held-out lines' shard, with `validation`)."""
+    return root / (VALIDATION_DIR_NAME if validation else "") / shard_name(index)
 
 
 def require_input(path: Path, producer: str) -> None:

@@ -27,8 +27,10 @@ def shard_examples(index: int, params: ExamplesParams, architecture: str, counts
     """(sentences, examples) of vectorized shard `index` (or of its held-out lines) for `epoch`,
     seeded by (seed, index, epoch): the same whichever worker or process draws them. A shard too
     small to hold out a line gives none."""
-    source = layout.VECTORIZED_DIR / (layout.VALIDATION_DIR_NAME if validation else "") / shard_name(index)
+    source = layout.shard_dir(layout.VECTORIZED_DIR, index, validation)
     sentences = load_sentences(source) if source.is_dir() else Sentences(np.zeros(0, np.int32), np.zeros(0, np.int32))
+    # Independent random streams: (seed, index) is the stage's draw, which epoch 0 trains on;
+    # (seed, index, 1) the held-out lines'; (seed, index, 2, epoch) each later epoch's redraw.
     stream = [params.seed, index, *([1] if validation else [2, epoch] if epoch else [])]
     return len(sentences), make_examples(
         sentences.tokens,
@@ -52,7 +54,7 @@ def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np
     """Write epoch 0's examples of shard `index` (or of its held-out lines); (sentences, examples)."""
     sentences, examples = shard_examples(index, params, architecture, counts, validation=validation)
     if len(examples):
-        save_examples(examples, out_dir / (layout.VALIDATION_DIR_NAME if validation else "") / shard_name(index))
+        save_examples(examples, layout.shard_dir(out_dir, index, validation))
     return sentences, len(examples)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from pipeline import layout, tracking
 from pipeline.stages.examples import shard_examples
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file, shard_name
+from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
 from w2vpipe.skipgrams import Examples, load_examples_shard, noise_probabilities, word_counts
 from w2vpipe.training import (
@@ -86,7 +86,7 @@ def training_shards(params: Params, counts: np.ndarray) -> list[ExampleSource]:
 
 
 def epoch_examples(index: int, params: Params, counts: np.ndarray, epoch: int) -> Examples:
-    stored = layout.EXAMPLES_DIR / shard_name(index)
+    stored = layout.shard_dir(layout.EXAMPLES_DIR, index)
     if epoch == 0 and stored.is_dir():
         return load_examples_shard(stored)
     return shard_examples(index, params.examples, params.train.architecture, counts, epoch=epoch)[1]

@@ -43,7 +43,7 @@ def run(params: Params) -> str:
             save_sentences(sentences, out_dir / shard_name(shard))
             if validation:
                 save_sentences(vectorize_block(vectorize_layer, validation),
-                               out_dir / layout.VALIDATION_DIR_NAME / shard_name(shard))
+                               layout.shard_dir(out_dir, shard, validation=True))
             counts += np.bincount(sentences.tokens, minlength=len(vocabulary))
             lines += len(sentences)
             held_out += len(validation)
