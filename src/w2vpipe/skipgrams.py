@@ -91,6 +91,28 @@ def neighbours_at(tokens: np.ndarray, positions: np.ndarray, columns: np.ndarray
     return np.where(inside, neighbours, PAD_ID)
 
 
+def windows_of_kept_words(
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    window_size: int,
+    sampling_table: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+    dynamic_window: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, windows): the positions of the words kept as targets, and the `2 * window_size`
+    words around each (offsets -window_size..-1, 1..window_size), padding (0) where that leaves
+    the sentence or, with `dynamic_window`, passes the target's reach (drawn in 1..window_size:
+    word2vec.c's way of weighting near words more)."""
+    # Work on the kept targets only: subsampling drops most of a corpus's frequent words.
+    positions = kept_positions(tokens, sampling_table, rng)
+    columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
+    reach = window_reach(len(positions), window_size, dynamic_window, rng)
+    windows = np.stack([np.where(abs(offset) <= reach,
+                                 neighbours_at(tokens, positions, columns, sentence_lengths, offset), PAD_ID)
+                        for offset in window_offsets(window_size)], axis=1)
+    return positions, windows.astype(np.int32)
+
+
 def skipgram_pairs(
     tokens: np.ndarray,
     lengths: np.ndarray,
@@ -105,21 +127,13 @@ def skipgram_pairs(
     sentences are handled alike. As in Keras 2's `skipgrams`, padding (id 0) is never a target or
     a context, and with a sampling table a target position is kept with probability
     `sampling_table[token]`, all its pairs with it. With `dynamic_window`, each target's window
-    shrinks at random to 1..window_size words a side (word2vec.c's way of weighting near words
-    more). Pairs come grouped by offset, not shuffled.
+    shrinks at random (see `windows_of_kept_words`). Pairs come grouped by offset, not shuffled.
     """
-    # Work on the kept targets only: subsampling drops most of a corpus's frequent words.
-    positions = kept_positions(tokens, sampling_table, rng)
-    columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
-    reach = window_reach(len(positions), window_size, dynamic_window, rng)
-    position_tokens = tokens[positions]
-    targets, contexts = [], []
-    for offset in window_offsets(window_size):
-        neighbours = neighbours_at(tokens, positions, columns, sentence_lengths, offset)
-        paired = (neighbours != PAD_ID) & (abs(offset) <= reach)
-        targets.append(position_tokens[paired])
-        contexts.append(neighbours[paired])
-    return np.concatenate(targets).astype(np.int32), np.concatenate(contexts).astype(np.int32)
+    positions, windows = windows_of_kept_words(tokens, lengths, window_size, sampling_table, rng, dynamic_window)
+    by_offset = windows.T  # offset-major, so the pairs come grouped by offset
+    paired = by_offset != PAD_ID
+    targets = np.broadcast_to(tokens[positions], by_offset.shape)[paired]
+    return targets.astype(np.int32), by_offset[paired]
 
 
 def cbow_windows(
@@ -133,12 +147,7 @@ def cbow_windows(
     """CBOW's examples: for each kept word, the `2 * window_size` words around it in its sentence
     (padding where the sentence ends, or past a dynamic window's reach) and the word itself. Words
     with no neighbour are left out."""
-    positions = kept_positions(tokens, sampling_table, rng)
-    columns, sentence_lengths = _columns_in_sentences(positions, np.asarray(lengths))
-    reach = window_reach(len(positions), window_size, dynamic_window, rng)
-    windows = np.stack([np.where(abs(offset) <= reach, neighbours_at(tokens, positions, columns, sentence_lengths,
-                                                                     offset), PAD_ID)
-                        for offset in window_offsets(window_size)], axis=1).astype(np.int32)
+    positions, windows = windows_of_kept_words(tokens, lengths, window_size, sampling_table, rng, dynamic_window)
     has_context = (windows != PAD_ID).any(axis=1)
     return windows[has_context], tokens[positions][has_context].astype(np.int32)
 
