@@ -111,6 +111,8 @@ def vectorize_block(vectorize_layer: TextVectorization, lines: list[str]) -> Sen
     """Integer ids of a block of lines: padded/truncated rows, or whole lines in ragged mode."""
     import tensorflow as tf
 
+    if not lines:  # a tiny shard may hold out every line it has
+        return Sentences(tokens=np.zeros(0, dtype=np.int32), lengths=np.zeros(0, dtype=np.int32))
     vectorized = vectorize_layer(tf.constant(lines))
     if isinstance(vectorized, tf.RaggedTensor):
         return Sentences(tokens=vectorized.flat_values.numpy().astype(np.int32),
