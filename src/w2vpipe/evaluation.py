@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from w2vpipe.vocabulary import PAD_TOKEN, UNKNOWN_TOKEN
+
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
 
-PAD_TOKEN = ""
-UNKNOWN_TOKEN = "[UNK]"
 WORD_PAIR_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 ANALOGY_SET = "questions-words.txt"
 

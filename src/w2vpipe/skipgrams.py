@@ -72,9 +72,14 @@ def kept_positions(tokens: np.ndarray, sampling_table: np.ndarray | None = None,
     if sampling_table is not None:
         if rng is None:
             raise ValueError("a sampling table needs a random generator")
-        # float32 halves the memory these per-token arrays touch; the draws keep 24 bits.
-        keep_target &= rng.random(tokens.shape, dtype=np.float32) < sampling_table.astype(np.float32)[tokens]
+        keep_target &= subsample_draws(tokens, sampling_table, rng)
     return np.flatnonzero(keep_target)
+
+
+def subsample_draws(tokens: np.ndarray, keep_probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Which tokens subsampling keeps: a word of id t with probability `keep_probabilities[t]`."""
+    # float32 halves the memory these per-token arrays touch; the draws keep 24 bits.
+    return rng.random(tokens.shape, dtype=np.float32) < keep_probabilities.astype(np.float32)[tokens]
 
 
 def window_offsets(window_size: int) -> tuple[int, ...]:
@@ -180,7 +185,7 @@ def drop_words(tokens: np.ndarray, lengths: np.ndarray, keep_probabilities: np.n
     remains, so a window reaches past a dropped word rather than pairing with it."""
     keep = tokens > UNKNOWN_ID
     if keep_probabilities is not None:
-        keep &= rng.random(tokens.shape, dtype=np.float32) < keep_probabilities.astype(np.float32)[tokens]
+        keep &= subsample_draws(tokens, keep_probabilities, rng)
     sentence = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
     return tokens[keep], np.bincount(sentence[keep], minlength=len(lengths)).astype(np.int32)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from keras.layers import TextVectorization
 
 PAD_TOKEN = ""
+UNKNOWN_TOKEN = "[UNK]"  # TextVectorization's out-of-vocabulary token, id 1
 
 
 @dataclass(frozen=True)
