@@ -1,5 +1,5 @@
 # One command to set up and run the pipeline, one to set up and run the tests.
-#   make run     # venv from requirements.lock, then `dvc repro` (Shakespeare, params.yaml)
+#   make run     # venv from requirements.lock, then `dvc repro` (Shakespeare, params.yaml) and a summary
 #   make test    # venv from requirements.lock, then pytest
 # Offline: W2V_CORPUS_MIRROR=/path/to/folder/with/shakespeare.txt make run
 
@@ -20,13 +20,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 run: setup
-	dvc repro
+	$(BIN)/python -m pipeline repro
 
 test: setup
 	DO_NOT_TRACK=true $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ui-mlflow: setup
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 ui-prefect: setup
 	PREFECT_SERVER_ANALYTICS_ENABLED=false prefect server start --host 127.0.0.1 --port 4200

@@ -54,7 +54,7 @@ def step_rate(examples: Examples, counts: np.ndarray, optimizer: str, stored: bo
 
     steps = len(examples) // batch
     model = build_word2vec(VOCAB, 128, 1 + NUM_NS, optimizer=optimizer,
-                           learning_rate=TrainParams(optimizer=optimizer).effective_learning_rate,
+                           learning_rate=TrainParams(optimizer=optimizer, learning_rate=None).effective_learning_rate,
                            total_steps=steps * 3, num_ns_on_device=0 if stored else NUM_NS,
                            noise=None if stored else noise_probabilities("unigram", counts), seed=1,
                            jit_compile=True, steps_per_execution=min(64, steps))

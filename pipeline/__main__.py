@@ -1,8 +1,10 @@
-"""`python -m pipeline STAGE | run | serve`: the one entry point, for DVC, Prefect and people.
+"""`python -m pipeline STAGE | repro | run | serve | params`: the one entry point, for DVC, Prefect and people.
 
     python -m pipeline download            # one stage, as dvc.yaml runs it (no Prefect involved)
-    python -m pipeline run --set train.epochs=5   # the whole pipeline as one Prefect flow run
+    python -m pipeline repro               # `dvc repro` in this workspace, then a summary (`make run`)
+    python -m pipeline run --set train.epochs=5   # a Prefect flow run that is a DVC experiment
     python -m pipeline serve               # a Prefect deployment, runnable from the UI
+    python -m pipeline params              # every param: default, allowed values, meaning
 """
 
 from __future__ import annotations
@@ -27,15 +29,34 @@ def _run_stage(stage: str) -> None:
     print(f"[{stage}] done in {time.perf_counter() - started:.2f} s: {summary}", flush=True)
 
 
+def _repro(force: bool) -> None:
+    from pipeline import report, tracking
+    from pipeline.dvc_run import DvcProcess, follow
+    from w2vpipe.params import Params, changed_params, load_params
+
+    params = load_params(layout.PARAMS_FILE)  # a bad param stops here, before DVC starts
+    stages = follow(DvcProcess(["repro", *(["--force"] if force else [])]), lambda line: print(line, flush=True))
+    links = [f"exports: {layout.EXPORT_DIR}/ (vectors.tsv and metadata.tsv load in projector.tensorflow.org)"]
+    found = tracking.training_run(layout.EMBEDDING_FILE)
+    if found:
+        links.append(f"MLflow run {tracking.run_link(*found)} (`make ui-mlflow` serves it)")
+    print("\n" + report.summary_markdown("word2vec pipeline", stages, changed_params(params, Params()),
+                                         report.read_results(report.workspace_file), links))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for stage in layout.STAGES:
         commands.add_parser(stage, help=f"run the {stage} stage alone (what dvc.yaml runs)")
-    run_parser = commands.add_parser("run", help="run the whole pipeline as one Prefect flow, through DVC")
+    repro_parser = commands.add_parser("repro", help="dvc repro in this workspace, then a summary")
+    repro_parser.add_argument("--force", action="store_true", help="rerun every stage (dvc repro --force)")
+    run_parser = commands.add_parser("run", help="run the pipeline as a Prefect flow run and a DVC experiment")
     run_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="override a params.yaml key, e.g. --set train.epochs=5 (repeatable)")
+    run_parser.add_argument("--name", help="the run's name (flow run, DVC experiment, MLflow run); default: Prefect's")
+    commands.add_parser("params", help="print every param as a markdown table (the README's)")
     serve_parser = commands.add_parser("serve", help="serve the flow as a Prefect deployment (runs from the UI)")
     serve_parser.add_argument("--name", default="word2vec", help="deployment name (default: word2vec)")
     args = parser.parse_args(argv)
@@ -46,10 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in layout.STAGES:
             _run_stage(args.command)
+        elif args.command == "repro":
+            _repro(args.force)
         elif args.command == "run":
             from pipeline.flow import run_from_cli
 
-            run_from_cli(args.overrides)
+            run_from_cli(args.overrides, args.name)
+        elif args.command == "params":
+            from w2vpipe.params import markdown_table
+
+            print(markdown_table())
         else:
             from pipeline.flow import serve
 

@@ -1,168 +1,164 @@
-"""The whole pipeline as one Prefect flow, each stage a task that runs through DVC.
+"""The whole pipeline as one Prefect flow run, which is one DVC experiment and one MLflow run, one name.
 
-Prefect runs DVC, not the other way round: each task calls `dvc repro --single-item STAGE`, so a
-run started from the Prefect UI goes through DVC's cache, lock and `dvc.lock` exactly like a
-`dvc repro` typed in a shell, and `dvc repro` alone never pays for Prefect. Both entry points
-run the same `python -m pipeline STAGE` commands and so give the same artifacts.
+A run (from the deployment's form in the Prefect UI, or `python -m pipeline run --set ...`) executes
+`dvc exp run --temp -n NAME -S key=value ...`: DVC runs the stages in a temporary copy of the
+repository, so the served checkout is never modified; `dvc exp show` lists the run, and `dvc exp
+apply NAME` or `dvc exp branch NAME BRANCH` take its results. Each stage DVC runs (or skips) is a
+Prefect task, with the stage's output as its logs. The stages tag their MLflow run with the flow run.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
+import fcntl
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from pipeline import layout
-from pipeline.tracking import PREFECT_FLOW_RUN_ENV
-from w2vpipe.corpus import DOWNLOAD_FAILED
+from pipeline import layout, report, tracking
+from pipeline.dvc_run import DvcProcess, stage_env
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import atomic_file
-from w2vpipe.params import apply_overrides, params_from_dict, parse_overrides, read_params_file
+from w2vpipe.params import (
+    CorpusParams,
+    EvaluateParams,
+    ExamplesParams,
+    Params,
+    TrainParams,
+    VectorizeParams,
+    apply_overrides,
+    changed_params,
+    load_params,
+    params_from_dict,
+    parse_overrides,
+    read_params_file,
+    yaml_value,
+)
 
 FLOW_NAME = "word2vec-pipeline"
-# What a stage prints when a failure may pass (the network): only then does Prefect retry.
-TRANSIENT_ERROR_PREFIX = f"error: {DOWNLOAD_FAILED}"
+LOCK_FILE = Path(".dvc/tmp/pipeline-run.lock")
 
 
-class StageFailedError(PipelineError):
-    def __init__(self, stage: str, message: str, transient: bool) -> None:
-        super().__init__(f"stage {stage} failed: {message}")
-        self.transient = transient
-
-
-def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except StageFailedError as error:
-        return error.transient
-    except Exception:
-        return False
-    return False
-
-
-def check_overrides(overrides: dict[str, Any]) -> None:
-    """Fail on a bad key or value before any stage runs."""
-    params_from_dict(apply_overrides(read_params_file(layout.PARAMS_FILE), overrides))
-
-
-def write_params(overrides: dict[str, Any]) -> None:
-    """Validate the overrides against params.yaml and write them into it, comments kept.
-
-    Like `dvc exp run -S`, the override stays in params.yaml, so `dvc.lock`, `git diff` and
-    the MLflow run all show what this run used.
-    """
-    check_overrides(overrides)
-    if overrides:
-        from ruamel.yaml import YAML
-
-        yaml = YAML()  # round-trip mode: keeps comments and key order
-        yaml.width = 4096  # never fold long values such as URLs
-        document = yaml.load(layout.PARAMS_FILE.read_text(encoding="utf-8"))
-        for key, value in overrides.items():
-            section, _, name = key.partition(".")
-            document[section][name] = value
-        with atomic_file(layout.PARAMS_FILE) as tmp, tmp.open("w", encoding="utf-8") as out:
-            yaml.dump(document, out)
-
-
-@task(task_run_name="{stage}", retries=2, retry_delay_seconds=[5, 20], retry_condition_fn=_retry_if_transient)
-def run_stage(stage: str) -> str:
-    """Bring one stage up to date through DVC; returns "ran" or "up to date"."""
+@task(task_run_name="{stage}", cache_policy=NO_CACHE)
+def stage_task(stage: str, outcome: str, dvc: DvcProcess) -> str:
+    """One stage of the experiment, as DVC runs it: its lines are this task's logs."""
     logger = get_run_logger()
-    # DVC runs `python -m pipeline STAGE` from PATH: make that this interpreter.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PATH": path, PREFECT_FLOW_RUN_ENV: str(flow_run.get_id() or "")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    lines = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        line = line.rstrip()
-        if line:
-            lines.append(line)
-            logger.info(line)
-    returncode = process.wait()
-    if returncode != 0:
-        errors = [line for line in lines if line.startswith("error:")]
-        message = (errors or lines or [f"exit {returncode}"])[-1].removeprefix("error: ")
-        raise StageFailedError(stage, message, transient=any(e.startswith(TRANSIENT_ERROR_PREFIX) for e in errors))
-    return "up to date" if any("didn't change, skipping" in line for line in lines) else "ran"
+    dvc.stage_output(stage, lambda line: (logger.error if line.startswith(("error:", "ERROR:")) else logger.info)(line))
+    return outcome
 
 
 @flow(name=FLOW_NAME, log_prints=True)
-def word2vec_pipeline(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Download, vectorize, examples, train, export, evaluate: each stage through DVC, rerun only if stale.
+def word2vec_pipeline(
+    corpus: CorpusParams = CorpusParams(),
+    vectorize: VectorizeParams = VectorizeParams(),
+    examples: ExamplesParams = ExamplesParams(),
+    train: TrainParams = TrainParams(),
+    evaluate: EvaluateParams = EvaluateParams(),
+) -> dict[str, Any]:
+    """Download, vectorize, examples, train, export, evaluate, as one DVC experiment named after this run.
 
-    `overrides` maps params.yaml keys to values, e.g. {"train.epochs": 5}.
+    Each section is params.yaml's; a stage whose inputs and params are unchanged is not rerun.
     """
-    write_params(overrides or {})
-    outcome = {}
-    for stage in layout.STAGES:
-        outcome[stage] = run_stage(stage)
-    summary = {"stages": outcome, **_results()}
-    create_markdown_artifact(key="word2vec-summary", markdown=_summary_markdown(summary),
-                             description="word2vec pipeline run")
-    return summary
+    logger = get_run_logger()
+    params = params_from_dict(Params(corpus=corpus, vectorize=vectorize, examples=examples, train=train,
+                                     evaluate=evaluate).model_dump())  # the checks across sections
+    name = str(flow_run.get_name())
+    # Only what differs from the checkout's params.yaml goes to DVC, as `dvc exp run -S` would be typed.
+    overrides = changed_params(params, load_params(layout.PARAMS_FILE))
+    _check_tracked()
+    baseline = _git("rev-parse", "HEAD")
+    env = {tracking.PREFECT_FLOW_RUN_ENV: str(flow_run.get_id() or "")}
+    if flow_run.get_flow_run_ui_url():
+        env[tracking.PREFECT_FLOW_RUN_URL_ENV] = str(flow_run.get_flow_run_ui_url())
+    arguments = ["exp", "run", "--temp", "-n", name,
+                 *(item for key, value in overrides.items() for item in ("-S", f"{key}={yaml_value(value)}"))]
+    stages: dict[str, str] = {}
+    with _one_run_at_a_time(name):
+        logger.info("dvc %s", " ".join(arguments))
+        dvc = DvcProcess(arguments, stage_env(env))
+        while (event := dvc.next_stage(logger.info)) is not None:
+            stages[event[0]] = stage_task(*event, dvc)
+        dvc.wait()
+    revision = _git("rev-parse", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}")
+    results = report.read_results(lambda path: _git_file(revision, path))
+    links = [f"DVC experiment `{name}` ({revision[:7]}): `dvc exp apply {name}` brings its outputs into the "
+             f"workspace, `dvc exp branch {name} BRANCH` keeps them on a branch"]
+    found = tracking.experiment_run(name, {"dvc.exp_rev": revision})
+    links.append(f"MLflow run {tracking.run_link(*found)}" if found else
+                 "no new MLflow run: training was up to date (restored by DVC), so the run that first trained "
+                 "these params holds its history")
+    markdown = report.summary_markdown(f"word2vec run {name}", stages, changed_params(params, Params()), results,
+                                       links)
+    create_markdown_artifact(key="word2vec-summary", markdown=markdown, description=f"word2vec run {name}")
+    return {"name": name, "revision": revision, "stages": stages, "overrides": overrides, "summary": markdown,
+            **results}
 
 
-def _results() -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
-    for name, path in (("examples", stats_file), ("train", layout.TRAIN_METRICS_FILE),
-                       ("evaluation", layout.EVALUATE_METRICS_FILE), ("neighbours", layout.NEIGHBOURS_FILE),
-                       ("mlflow", layout.MLFLOW_RUN_FILE)):
-        if path.is_file():
-            results[name] = json.loads(path.read_text())
-    return results
+def _git(*arguments: str) -> str:
+    return subprocess.run(["git", *arguments], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _summary_markdown(summary: dict[str, Any]) -> str:
-    rows = "\n".join(f"| {stage} | {outcome} |" for stage, outcome in summary["stages"].items())
-    lines = ["# word2vec pipeline", "", "| stage | outcome |", "| --- | --- |", rows, ""]
-    if "train" in summary:
-        lines.append("Final " + ", ".join(f"{k} {v:.4f}" for k, v in summary["train"].items()))
-    if "examples" in summary:
-        lines.append(f"\nTrained on {summary['examples']['pairs']:,} examples.")
-    if "evaluation" in summary:
-        lines += ["", "| benchmark | score | coverage |", "| --- | ---: | ---: |"]
-        for name, scores in summary["evaluation"].items():
-            # Word pairs: Spearman; analogies: the share answered right.
-            score = (f"{scores['spearman']:.3f}" if scores.get("spearman") is not None
-                     else f"{scores['accuracy']:.1%}" if scores.get("accuracy") is not None else "n/a")
-            lines.append(f"| {name} | {score} | {scores['coverage']:.1%} |")
-    if "neighbours" in summary:
-        lines += ["", "| probe | nearest words (cosine) |", "| --- | --- |"]
-        for word, nearest in summary["neighbours"]["neighbours"].items():
-            lines.append(f"| {word} | " + ", ".join(f"{n['word']} ({n['cosine']:.2f})" for n in nearest) + " |")
-        for word in summary["neighbours"]["missing"]:
-            lines.append(f"| {word} | not in the vocabulary |")
-    if "mlflow" in summary:
-        lines.append(f"\nMLflow run `{summary['mlflow']['run_id']}`.")
-    return "\n".join(lines)
+def _check_tracked() -> None:
+    """DVC copies only git-tracked files into an experiment (treeverse/dvc#10056): say so before it fails."""
+    untracked = _git("ls-files", "--others", "--exclude-standard", "--", "src", "pipeline", "dvc.yaml",
+                     "params.yaml").split()
+    if untracked:
+        raise PipelineError(f"{', '.join(untracked[:3])} not tracked by git: a DVC experiment would run without "
+                            f"{'them' if len(untracked) > 1 else 'it'}; `git add` (no commit needed) and rerun")
 
 
-def run_from_cli(assignments: list[str]) -> None:
-    overrides = parse_overrides(assignments)
-    check_overrides(overrides)  # a typo costs no flow run
-    state = word2vec_pipeline(overrides, return_state=True)
+def _git_file(revision: str, path: Path) -> str | None:
+    result = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _one_run_at_a_time(name: str) -> Iterator[None]:
+    """Refuse a second run in this checkout while one is running (the deployment queues its own)."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise PipelineError(f"another pipeline run ({lock.read().strip() or 'unknown'}) is running in this "
+                                "checkout: wait for it, or queue experiments (dvc exp run --queue)") from None
+        lock.truncate(0)
+        lock.write(name)
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def sections(params: Params) -> dict[str, Any]:
+    """The flow's parameters for `params`: one typed section each."""
+    return {name: getattr(params, name) for name in Params.model_fields}
+
+
+def run_from_cli(assignments: list[str], name: str | None) -> None:
+    # A typo costs no flow run.
+    params = params_from_dict(apply_overrides(read_params_file(layout.PARAMS_FILE), parse_overrides(assignments)))
+    pipeline = word2vec_pipeline.with_options(flow_run_name=name) if name else word2vec_pipeline
+    state = pipeline(**sections(params), return_state=True)
     if state.is_failed():
         error = state.result(raise_on_failure=False)
         raise error if isinstance(error, PipelineError) else PipelineError(f"flow run failed: {error}")
     summary = state.result()
-    print(json.dumps(summary, indent=2, default=str))
+    name = summary["name"]
+    print(f"\n{summary['summary']}\n\nRan experiment {name}: `dvc exp show` lists it, `dvc exp apply {name}` "
+          "brings its results into the workspace.")
 
 
 def serve(name: str) -> None:
-    """A deployment whose runs start from the Prefect UI, one at a time (DVC locks the repo)."""
-    if not Path(layout.PARAMS_FILE).is_file():
+    """A deployment whose runs start from the Prefect UI, one at a time; its form starts from params.yaml."""
+    if not layout.PARAMS_FILE.is_file():
         raise PipelineError("params.yaml not found: run `python -m pipeline serve` from the project root")
-    word2vec_pipeline.serve(name=name, limit=1, parameters={"overrides": {}})
+    word2vec_pipeline.serve(name=name, limit=1, parameters=sections(load_params(layout.PARAMS_FILE)))

@@ -1,13 +1,13 @@
-"""MLflow tracking: one run per pipeline execution, opened by train, completed by export and evaluate.
+"""MLflow tracking: one run per training, completed by export and evaluate.
 
-The train stage creates the run (params, tags, per-epoch metrics, model, TensorBoard logs) and
-leaves its id in `models/mlflow_run.json`; the export stage adds the exported files to it, the
-evaluate stage the scores and the probe words' neighbours.
+The train stage creates the run (params, tags, per-epoch metrics, model, TensorBoard logs) and tags
+it with the sha256 of the embedding it saved; the export and evaluate stages find the run by that
+hash, so no run id or machine path lives in DVC's outputs. Every stage uses the project's own store,
+also from a DVC experiment's temporary copy (`DVC_ROOT`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pipeline import layout
+from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import atomic_file
+from w2vpipe.params import yaml_value
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -26,12 +27,17 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 EXPERIMENT_NAME = "word2vec"
+# Set by the Prefect flow for the stages it runs through DVC.
 PREFECT_FLOW_RUN_ENV = "W2V_PREFECT_FLOW_RUN_ID"
+PREFECT_FLOW_RUN_URL_ENV = "W2V_PREFECT_FLOW_RUN_URL"
+EMBEDDING_TAG = "w2v.embedding_sha256"
+# MLflow 3's UI shows an experiment of this kind as classic model training (runs, charts), not GenAI.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` if set, else an embedded SQLite store at the project root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{layout.project_root() / 'mlflow.db'}"
 
 
 def _client() -> MlflowClient:
@@ -40,25 +46,47 @@ def _client() -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri())
 
 
-def _experiment_id(client: MlflowClient) -> str:
+def experiment_id(client: MlflowClient) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is not None:
         return experiment.experiment_id
     artifact_root = None
     if tracking_uri().startswith("sqlite:"):
         # Keep artifacts beside the store, not under whatever directory a stage ran in.
-        artifact_root = (Path.cwd() / "mlartifacts").as_uri()
-    return client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root)
+        artifact_root = (layout.project_root() / "mlartifacts").as_uri()
+    return client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root, tags=EXPERIMENT_TAGS)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _pipeline_outputs(dvc_file: Path = Path("dvc.yaml")) -> list[str]:
+    """What `dvc repro` itself writes into git-tracked files: dvc.lock and the uncached outputs."""
+    stages = (yaml.safe_load(dvc_file.read_text()) or {}).get("stages", {}) if dvc_file.is_file() else {}
+    paths = ["dvc.lock"]
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                paths.append(entry if isinstance(entry, str) else next(iter(entry)))
+    return paths
 
 
 def git_commit() -> str | None:
+    """The commit the run started from, with "-dirty" when tracked source or params differ from it.
+
+    The files the pipeline writes (dvc.lock, metrics) don't count: a `dvc repro` in progress has
+    changed them. In a DVC experiment neither does params.yaml: its `-S` values are the run's params.
+    """
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout
+        commit = os.environ.get("DVC_EXP_BASELINE_REV") or _git("rev-parse", "HEAD").strip()
+        changed = _git("diff", "--name-only", "HEAD").split()
     except (OSError, subprocess.CalledProcessError):
         return None
-    return commit.strip() + ("-dirty" if dirty.strip() else "")
+    ignored = _pipeline_outputs() + (["params.yaml"] if os.environ.get("DVC_EXP_NAME") else [])
+    source_changes = [path for path in changed
+                      if not any(path == out or path.startswith(out.rstrip("/") + "/") for out in ignored)]
+    return commit + ("-dirty" if source_changes else "")
 
 
 def dvc_hashes(lock_file: Path = Path("dvc.lock")) -> dict[str, str]:
@@ -75,19 +103,27 @@ def dvc_hashes(lock_file: Path = Path("dvc.lock")) -> dict[str, str]:
     return hashes
 
 
-def _start_run(client: MlflowClient, flat_params: dict[str, Any], extra_tags: dict[str, str]) -> str:
-    from mlflow.entities import Param
-
-    tags = {**dvc_hashes(), **extra_tags}
+def run_tags() -> dict[str, str]:
+    """Lineage: code commit, data hashes, and the Prefect flow run and DVC experiment, when they apply."""
+    tags = dvc_hashes()
     commit = git_commit()
     if commit:
         tags["git.commit"] = commit
         tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
-    for env, tag in ((PREFECT_FLOW_RUN_ENV, "prefect.flow_run_id"), ("DVC_EXP_NAME", "dvc.exp_name")):
+    for env, tag in ((PREFECT_FLOW_RUN_ENV, "prefect.flow_run_id"), (PREFECT_FLOW_RUN_URL_ENV, "prefect.flow_run_url"),
+                     ("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.exp_baseline_rev")):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
-    run = client.create_run(_experiment_id(client), tags=tags, run_name=os.environ.get("DVC_EXP_NAME"))
-    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in flat_params.items()])
+    return tags
+
+
+def _start_run(client: MlflowClient, flat_params: dict[str, Any], extra_tags: dict[str, str]) -> str:
+    from mlflow.entities import Param
+
+    # Named after the DVC experiment (and so the Prefect flow run that started it); else MLflow names it.
+    run = client.create_run(experiment_id(client), tags={**run_tags(), **extra_tags},
+                            run_name=os.environ.get("DVC_EXP_NAME"))
+    client.log_batch(run.info.run_id, params=[Param(key, yaml_value(value)) for key, value in flat_params.items()])
     return run.info.run_id
 
 
@@ -106,7 +142,7 @@ def _one_line(failure: Exception) -> str:
 def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], tags: dict[str, str]) -> None:
     """The child process's loop: MLflow calls in the order the stage sent them.
 
-    Requests that expect an answer ("ready", "save_reference", "end") get the run id, or the
+    Requests that expect an answer ("ready", "end") get the run id, or the
     first error met so far; the others are fire-and-forget.
     """
     from mlflow.entities import Metric
@@ -128,14 +164,14 @@ def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], 
                     client.log_batch(run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
                 elif request == "log_artifact":
                     _log_artifact(client, run_id, *args)
-                elif request == "save_reference":
-                    with atomic_file(Path(args[0])) as tmp:
-                        tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking_uri()}, indent=2) + "\n")
+                elif request == "set_tags":
+                    for key, value in args[0].items():
+                        client.set_tag(run_id, key, value)
                 elif request == "end":
                     client.set_terminated(run_id, args[0])
             except Exception as failure:
                 error = _one_line(failure)
-        if request in ("ready", "save_reference", "end"):
+        if request in ("ready", "end"):
             connection.send((error, run_id))
         if request == "end":
             return
@@ -147,7 +183,7 @@ class TrainTracking:
     Importing MLflow and opening its store takes 1.5 to 2 s. The child does it on the second core
     while the stage imports TensorFlow, so tracking adds almost nothing to the stage's time.
     Per-epoch metrics and artifacts are queued to the child in order; any tracking failure is
-    raised at the next `wait_ready`, `save_reference` or at the end.
+    raised at the next `wait_ready` or at the end.
     """
 
     def __init__(self, flat_params: dict[str, Any], tags: dict[str, str]) -> None:
@@ -183,9 +219,11 @@ class TrainTracking:
     def log_artifact(self, path: Path, artifact_path: str) -> None:
         self._connection.send(("log_artifact", str(path), artifact_path))
 
-    def save_reference(self, run_file: Path) -> None:
-        """Leave the run's id where the export stage finds it (after everything queued is logged)."""
-        self._ask("save_reference", str(run_file))
+    def tag_embedding(self, embedding_file: Path) -> None:
+        """Tag the run with the saved embedding's hash (how the export and evaluate stages find it), and wait
+        until everything queued is logged: the files are still in a temporary folder."""
+        self._connection.send(("set_tags", {EMBEDDING_TAG: file_sha256(embedding_file)}))
+        self._ask("ready")
 
     def __enter__(self) -> TrainTracking:
         return self
@@ -200,24 +238,23 @@ class TrainTracking:
             self._process.join(timeout=60)
 
 
-def _training_run(run_file: Path) -> tuple[MlflowClient, str] | None:
-    """The client and id of the run the train stage left in `run_file`, or None if it is gone."""
-    if not run_file.is_file():
+def training_run(embedding_file: Path) -> tuple[MlflowClient, str] | None:
+    """The client and id of the newest run that trained `embedding_file`, or None if there is none."""
+    if not embedding_file.is_file():
         return None
-    run_id = json.loads(run_file.read_text())["run_id"]
     client = _client()
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_run(run_id)
-    except MlflowException:
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
         return None
-    return client, run_id
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string=f"tags.`{EMBEDDING_TAG}` = '{file_sha256(embedding_file)}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return (client, runs[0].info.run_id) if runs else None
 
 
-def log_export(run_file: Path, export_dir: Path) -> str | None:
+def log_export(embedding_file: Path, export_dir: Path) -> str | None:
     """Add the exported files to the training's run; returns the run id, or None if it is gone."""
-    found = _training_run(run_file)
+    found = training_run(embedding_file)
     if found is None:
         return None
     client, run_id = found
@@ -225,11 +262,11 @@ def log_export(run_file: Path, export_dir: Path) -> str | None:
     return run_id
 
 
-def log_evaluation(run_file: Path, metrics: dict[str, float], neighbours: dict[str, list[Any]],
+def log_evaluation(embedding_file: Path, metrics: dict[str, float], neighbours: dict[str, list[Any]],
                    files: list[Path]) -> str | None:
     """Add the scores (as metrics, so the runs table sorts by them), the neighbours (as an MLflow
     table) and the metrics files to the training's run; returns the run id, or None if it is gone."""
-    found = _training_run(run_file)
+    found = training_run(embedding_file)
     if found is None:
         return None
     client, run_id = found
@@ -245,3 +282,32 @@ def log_evaluation(run_file: Path, metrics: dict[str, float], neighbours: dict[s
     for path in files:
         client.log_artifact(run_id, str(path), "evaluation")
     return run_id
+
+
+def ui_url() -> str:
+    """Where the MLflow UI shows this store: the tracking server itself, or `make ui-mlflow`'s address."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return os.environ.get("W2V_MLFLOW_UI_URL", "http://127.0.0.1:5000")
+
+
+def run_link(client: MlflowClient, run_id: str) -> str:
+    """A markdown link to the run's page in the MLflow UI."""
+    run = client.get_run(run_id)
+    return f"[{run.info.run_name}]({ui_url()}/#/experiments/{run.info.experiment_id}/runs/{run_id})"
+
+
+def experiment_run(name: str, tags: dict[str, str]) -> tuple[MlflowClient, str] | None:
+    """The run a DVC experiment called `name` trained, tagged with `tags` (e.g. its revision) on the way."""
+    client = _client()
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    for key, value in tags.items():
+        client.set_tag(runs[0].info.run_id, key, value)
+    return client, runs[0].info.run_id

@@ -112,7 +112,7 @@ def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], Senten
     examples, counts = examples_for(vectorized, store_negatives=True)
     halves = [Examples(examples.inputs[:5000], examples.outputs[:5000]),
               Examples(examples.inputs[5000:], examples.outputs[5000:])]
-    params = TrainParams(embedding_dim=16, batch_size=256, epochs=3, learning_rate=0.01)
+    params = TrainParams(embedding_dim=16, batch_size=256, epochs=3, optimizer="adam", learning_rate=0.01)
     seen: list[tuple[int, dict[str, float]]] = []
     first = train_word2vec(halves, len(examples), len(counts), params, num_ns=4, tensorboard_dir=tmp_path / "tb",
                            on_epoch_end=lambda epoch, logs: seen.append((epoch, logs)), verbose=0)

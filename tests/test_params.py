@@ -5,9 +5,20 @@ from pathlib import Path
 import pytest
 
 from w2vpipe.errors import PipelineError
-from w2vpipe.params import apply_overrides, flatten, load_params, params_from_dict, parse_overrides
+from w2vpipe.params import (
+    Params,
+    TrainParams,
+    apply_overrides,
+    flatten,
+    load_params,
+    markdown_table,
+    params_from_dict,
+    parse_overrides,
+    read_params_file,
+)
 
-TUTORIAL_PARAMS = Path(__file__).resolve().parent.parent / "recipes" / "tutorial.yaml"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TUTORIAL_PARAMS = REPO_ROOT / "recipes" / "tutorial.yaml"
 
 
 def test_tutorial_recipe_holds_the_tutorials_params() -> None:
@@ -34,12 +45,14 @@ def test_tutorial_recipe_holds_the_tutorials_params() -> None:
         ({"train.epoch": 5}, "did you mean 'train.epochs'"),
         ({"trian.epochs": 5}, "did you mean 'train'"),
         ({"corpus.sha256": "abc"}, "64 hex digits"),
-        ({"train.optimizer": "rmsprop"}, "it must be one of adam, sgd"),
+        ({"train.optimizer": "rmsprop"}, "it must be one of sgd, adam"),
         ({"train.architecture": "glove"}, "it must be one of skipgram, cbow"),
-        ({"vectorize.validation_fraction": 0.9}, "between 0 (no held-out lines) and 0.5"),
+        ({"vectorize.validation_fraction": 0.9}, "it must be at most 0.5"),
         ({"evaluate.probe_words": "king"}, "it must be a list of words"),
-        ({"examples.negatives": "device"}, "it must be one of stored, per_batch"),
-        ({"vectorize.sequence_length": 1}, "or null to keep whole lines"),
+        ({"examples.subsample": "yes"}, "it must be true or false"),
+        ({"train.learning_rate": 0}, "it must be above 0"),
+        ({"examples.negatives": "device"}, "it must be one of per_batch, stored"),
+        ({"vectorize.sequence_length": 1}, "it must be at least 2 (null keeps whole lines"),
     ],
 )
 def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, message: str) -> None:
@@ -51,7 +64,8 @@ def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, messa
 
 
 def test_learning_rate_defaults_per_optimizer_and_scales_with_batch() -> None:
-    params = params_from_dict({"train": {"optimizer": "sgd", "batch_size": 4096, "scale_learning_rate": True}})
+    params = params_from_dict({"train": {"optimizer": "sgd", "learning_rate": None, "batch_size": 4096,
+                                       "scale_learning_rate": True}})
     assert params.train.effective_learning_rate == pytest.approx(0.025 * 4)
     assert params_from_dict({"train": {"learning_rate": 0.01}}).train.effective_learning_rate == 0.01
 
@@ -68,3 +82,20 @@ def test_invalid_yaml_is_reported_with_the_fix(tmp_path: Path) -> None:
     bad.write_text("train: [epochs\n")
     with pytest.raises(PipelineError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_params_yaml_holds_the_schemas_defaults() -> None:
+    """The schema's defaults are the ones the Prefect form and the README show: params.yaml's."""
+    assert load_params(REPO_ROOT / "params.yaml") == Params()
+    assert set(flatten(Params())) == {f"{section}.{key}" for section, values in
+                                      read_params_file(REPO_ROOT / "params.yaml").items() for key in values}
+
+
+def test_readme_params_table_is_generated_from_the_schema() -> None:
+    assert markdown_table() in (REPO_ROOT / "README.md").read_text()
+
+
+def test_an_empty_section_takes_its_defaults_and_unknown_sections_are_named() -> None:
+    assert params_from_dict({"train": None}).train == TrainParams()
+    with pytest.raises(PipelineError, match="did you mean 'train'"):
+        params_from_dict({"trian": {}})

@@ -17,6 +17,6 @@ def run(params: Params) -> str:
     weights = np.load(layout.EMBEDDING_FILE)
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME)
-    run_id = tracking.log_export(layout.MLFLOW_RUN_FILE, layout.EXPORT_DIR)
+    run_id = tracking.log_export(layout.EMBEDDING_FILE, layout.EXPORT_DIR)
     tracked = f"added to MLflow run {run_id}" if run_id else "no MLflow run to add them to (train's run is gone)"
     return f"{len(vocabulary) - 1:,} vectors of {weights.shape[1]} dimensions in {layout.EXPORT_DIR}/, {tracked}"

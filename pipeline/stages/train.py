@@ -1,13 +1,15 @@
-"""Stage 4: train the model; save it, its target embedding, TensorBoard logs and per-epoch history.
+"""Stage 4: train the model; save it, its target embedding and per-epoch history, and TensorBoard logs.
 
-Opens the pipeline execution's MLflow run (params, tags, per-epoch metrics, model, logs); a child
-process does the MLflow work while this one imports TensorFlow and trains.
+Opens the training's MLflow run (params, tags, per-epoch metrics, model, logs); a child process does
+the MLflow work while this one imports TensorFlow and trains.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 from functools import partial
 
 import numpy as np
@@ -16,6 +18,7 @@ from pipeline import layout, tracking
 from pipeline.stages.examples import shard_examples
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
+from w2vpipe.model import save_model
 from w2vpipe.params import Params, flatten
 from w2vpipe.skipgrams import Examples, load_examples_shard, noise_probabilities, word_counts
 from w2vpipe.training import (
@@ -43,7 +46,11 @@ def run(params: Params) -> str:
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"
 
-    with tracking.TrainTracking(flatten(params), {"stage": "train"}) as mlflow_run:
+    logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate}
+    # One folder per run, named as the run (the DVC experiment) where it has a name.
+    tensorboard_dir = layout.project_root() / layout.TENSORBOARD_DIR / (
+        os.environ.get("DVC_EXP_NAME") or time.strftime("%Y%m%d-%H%M%S"))
+    with tracking.TrainTracking(logged_params, {"stage": "train"}) as mlflow_run:
         with atomic_dir(layout.MODEL_DIR) as out_dir:
             result = train_word2vec(
                 shards,
@@ -54,16 +61,16 @@ def run(params: Params) -> str:
                 noise=noise_probabilities(params.examples.noise,
                                           word_counts(counts, params.examples.drop_before_windowing))
                 if per_batch else None,
-                tensorboard_dir=out_dir / layout.TENSORBOARD_DIR.name,
+                tensorboard_dir=tensorboard_dir,
                 on_epoch_end=mlflow_run.log_epoch,
                 before_fit=mlflow_run.wait_ready,
                 validation=validation,
             )
-            result.model.save(out_dir / layout.MODEL_FILE.name)
+            save_model(result.model, out_dir / layout.MODEL_FILE.name)
             np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
             mlflow_run.log_artifact(out_dir / layout.MODEL_FILE.name, "model")
-            mlflow_run.log_artifact(out_dir / layout.TENSORBOARD_DIR.name, "tensorboard")
-            mlflow_run.save_reference(out_dir / layout.MLFLOW_RUN_FILE.name)
+            mlflow_run.log_artifact(tensorboard_dir, "tensorboard")
+            mlflow_run.tag_embedding(out_dir / layout.EMBEDDING_FILE.name)
         write_history(result.history)
     final = {name: values[-1] for name, values in result.history.items()}
     trained_pairs = params.train.epochs * result.steps_per_epoch * params.train.batch_size

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from w2vpipe.backend import import_keras
+from w2vpipe.files import atomic_file
 
 import_keras()  # before the first `import keras`, which it makes cheaper
 import keras  # noqa: E402
@@ -14,6 +19,9 @@ from keras import layers, ops  # noqa: E402
 
 TARGET_EMBEDDING = "w2v_embedding"
 CONTEXT_EMBEDDING = "context_embedding"
+
+
+FIXED_SAVE_DATE = "1980-01-01@00:00:00"  # zip's epoch
 
 
 def noise_table_size(vocab_size: int) -> int:
@@ -159,3 +167,23 @@ def build_word2vec(
             raise ValueError("negatives drawn on the device need a noise distribution")
         model.set_noise(noise)
     return model
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """`model.save`, byte for byte the same for the same weights.
+
+    Keras stamps the save time into the archive (its metadata and a zip entry's date), which would
+    make every training a new version of the model for DVC; the run's time is in MLflow.
+    """
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch, atomic_file(path) as tmp:
+        saved = Path(scratch) / path.name
+        model.save(saved)
+        with zipfile.ZipFile(saved) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
+            for entry in source.infolist():
+                content = source.read(entry)
+                if entry.filename == "metadata.json":
+                    metadata = json.loads(content)
+                    metadata["date_saved"] = FIXED_SAVE_DATE
+                    content = json.dumps(metadata).encode()
+                target.writestr(zipfile.ZipInfo(entry.filename, date_time=(1980, 1, 1, 0, 0, 0)), content,
+                                compress_type=entry.compress_type)

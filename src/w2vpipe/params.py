@@ -1,74 +1,113 @@
-"""The pipeline's knobs: `params.yaml` read, checked and flattened.
+"""The pipeline's knobs: one typed schema for `params.yaml`.
 
-Every stage validates all params before doing any work, so a typo in `train` fails the
-`download` stage at once instead of after minutes of preprocessing.
+The pydantic models below are the single description of every param (type, default, bounds,
+allowed values, meaning). They validate `params.yaml` (every stage checks all params before doing
+any work, so a typo in `train` fails the `download` stage at once), give the Prefect deployment
+its run form, flatten into MLflow params and generate the README's params table. Their defaults
+are `params.yaml`'s (a test keeps the two equal).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import re
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from w2vpipe.errors import PipelineError
 
-TUTORIAL_CORPUS_URL = "https://storage.googleapis.com/download.tensorflow.org/data/shakespeare.txt"
-
-
-@dataclass(frozen=True)
-class CorpusParams:
-    url: str = TUTORIAL_CORPUS_URL
-    sha256: str | None = None
-
-
-ARCHITECTURES = ("skipgram", "cbow")
-NEGATIVE_MODES = ("stored", "per_batch")
-NOISE_DISTRIBUTIONS = ("log_uniform", "unigram")
-OPTIMIZERS = ("adam", "sgd")
-INITIALIZERS = ("word2vec", "keras")
 DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.025}
 
 
-@dataclass(frozen=True)
-class VectorizeParams:
-    vocab_size: int = 4096
-    sequence_length: int | None = 10
-    shard_lines: int = 100_000
-    validation_fraction: float = 0.0
+class Section(BaseModel):
+    # Strict: `epochs: 2.5` or `subsample: "yes"` is an error, not a silent cast. Titles are the
+    # params.yaml keys, so the Prefect form names each field as the file does.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True,
+                              field_title_generator=lambda name, _: name)
 
 
-@dataclass(frozen=True)
-class ExamplesParams:
-    window_size: int = 2
-    num_ns: int = 4
-    negatives: str = "stored"
-    noise: str = "log_uniform"
-    subsample: bool = True
-    sample: float | None = None
-    drop_before_windowing: bool = False
-    dynamic_window: bool = False
-    redraw_each_epoch: bool = False
-    seed: int = 42
-    workers: int = 0
+class CorpusParams(Section):
+    """Where the text comes from."""
+
+    url: str = Field(
+        "https://storage.googleapis.com/download.tensorflow.org/data/shakespeare.txt", min_length=1,
+        description="http(s)://, file:// or a path; offline, W2V_CORPUS_MIRROR names a folder holding a file "
+                    "of the same name (default: the tutorial's shakespeare.txt)")
+    sha256: str | None = Field(
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", pattern=r"^[0-9a-fA-F]{64}$",
+        description="the file's sha256 (64 hex digits), checked after every fetch; null skips the check")
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    architecture: str = "skipgram"
-    embedding_dim: int = 128
-    batch_size: int = 1024
-    epochs: int = 20
-    optimizer: str = "adam"
-    learning_rate: float | None = None
-    scale_learning_rate: bool = False
-    mixed_precision: bool = False
-    initializer: str = "keras"
-    seed: int = 42
+class VectorizeParams(Section):
+    """Vocabulary and integer sentences."""
+
+    vocab_size: int = Field(4096, ge=3, description="tokens kept, most frequent first, padding and [UNK] included")
+    sequence_length: int | None = Field(
+        None, ge=2, description="null keeps whole lines (word2vec.c, gensim); a number cuts longer lines and pads "
+                                "shorter ones (the tutorial: 10)")
+    shard_lines: int = Field(100_000, ge=1, description="lines per shard: bounds memory, and the unit of parallel work")
+    validation_fraction: float = Field(
+        0.02, ge=0, le=0.5,
+        description="share of lines held out (one in every 1/fraction), never trained on nor counted in the "
+                    "vocabulary: their loss and accuracy are val_loss and val_accuracy every epoch; 0 holds none "
+                    "out (the tutorial)")
+
+
+class ExamplesParams(Section):
+    """Training examples: windows, subsampling, negatives."""
+
+    window_size: int = Field(2, ge=1, description="context words on each side of a target word")
+    num_ns: int = Field(4, ge=1, description="negatives per positive pair, unique per row and never the true word "
+                                             "(below vectorize.vocab_size)")
+    negatives: Literal["per_batch", "stored"] = Field(
+        "per_batch", description="per_batch: drawn on the device at every batch (word2vec.c; the examples hold "
+                                 "positives only); stored: drawn here and written with each pair (the tutorial)")
+    noise: Literal["unigram", "log_uniform"] = Field(
+        "unigram", description="the negatives' distribution: unigram (word counts ^ 0.75, word2vec.c) or "
+                               "log_uniform (the tutorial's TensorFlow sampler)")
+    subsample: bool = Field(True, description="drop frequent words at random")
+    sample: float | None = Field(
+        0.001, gt=0, description="word2vec.c's subsampling formula on the corpus's counts, with this threshold "
+                                 "(gensim's default); null: Keras 2's Zipf sampling table (the tutorial)")
+    drop_before_windowing: bool = Field(
+        True, description="drop [UNK] and subsampled words before windowing, so windows reach past them "
+                          "(word2vec.c, gensim); false: only targets are dropped (the tutorial)")
+    dynamic_window: bool = Field(
+        True, description="each target's window shrinks at random to 1..window_size words a side (word2vec.c)")
+    redraw_each_epoch: bool = Field(
+        True, description="every epoch after the first trains on a new draw of subsampling, windows and stored "
+                          "negatives (word2vec.c, gensim); false: this stage's one draw for every epoch (the "
+                          "tutorial)")
+    seed: int = Field(42, ge=0, description="seeds subsampling and negatives; shard i is drawn from (seed, i[, "
+                                            "epoch]), so results do not depend on workers")
+    workers: int = Field(0, ge=0, description="processes for the examples stage; 0 = all cores (results are the "
+                                              "same for any number)")
+
+
+class TrainParams(Section):
+    """The model and its optimization."""
+
+    architecture: Literal["skipgram", "cbow"] = Field(
+        "skipgram", description="skipgram: a word predicts each word of its window; cbow: the mean of the "
+                                "window's vectors predicts the word in the middle (gensim's sg=0)")
+    embedding_dim: int = Field(128, ge=1, description="vector size")
+    batch_size: int = Field(1024, ge=1, description="examples per step")
+    epochs: int = Field(20, ge=1, description="passes over the examples")
+    optimizer: Literal["sgd", "adam"] = Field(
+        "sgd", description="sgd: word2vec.c's (sigmoid cross-entropy summed per pair, plain SGD decaying "
+                           "linearly, sparse row updates); adam: the tutorial's (softmax cross-entropy, dense Adam)")
+    learning_rate: float | None = Field(
+        0.03, gt=0, description="the starting rate, chosen by bench/quality.py (word2vec.c: 0.025); null: 0.025 "
+                                "for sgd, 0.001 for adam")
+    scale_learning_rate: bool = Field(False, description="multiply the rate by batch_size / 1024 (large batches)")
+    mixed_precision: bool = Field(False, description="float16 compute on a GPU (ignored on the CPU)")
+    initializer: Literal["word2vec", "keras"] = Field(
+        "word2vec", description="word2vec: input vectors uniform in ±0.5/dim, output vectors zero (word2vec.c); "
+                                "keras: both uniform in ±0.05 (the tutorial)")
+    seed: int = Field(42, ge=0, description="seeds initialization and shuffling")
 
     @property
     def effective_learning_rate(self) -> float:
@@ -77,121 +116,72 @@ class TrainParams:
         return base * self.batch_size / 1024 if self.scale_learning_rate else base
 
 
-DEFAULT_PROBE_WORDS = ("king", "queen", "love", "death", "sword", "night", "father")
+class EvaluateParams(Section):
+    """Scores and nearest neighbours."""
+
+    probe_words: list[str] = Field(
+        ["king", "queen", "love", "death", "sword", "night", "father"], min_length=1,
+        description="words whose nearest neighbours are listed (lowercased, as the corpus is); one outside the "
+                    "vocabulary is reported as such")
+    neighbours: int = Field(10, ge=1, description="neighbours listed per probe word")
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    probe_words: list[str] = field(default_factory=lambda: list(DEFAULT_PROBE_WORDS))
-    neighbours: int = 10
+class Params(Section):
+    corpus: CorpusParams = CorpusParams()
+    vectorize: VectorizeParams = VectorizeParams()
+    examples: ExamplesParams = ExamplesParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
 
-@dataclass(frozen=True)
-class Params:
-    corpus: CorpusParams = field(default_factory=CorpusParams)
-    vectorize: VectorizeParams = field(default_factory=VectorizeParams)
-    examples: ExamplesParams = field(default_factory=ExamplesParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+SECTIONS: dict[str, type[Section]] = {name: info.annotation for name, info in Params.model_fields.items()}
 
 
-def _bad(key: str, value: Any, rule: str) -> PipelineError:
-    return PipelineError(f"param {key}={value!r} is invalid: {rule}; fix it in params.yaml or with --set {key}=...")
+def _fix(key: str) -> str:
+    return f"fix it in params.yaml or with --set {key}=..."
 
 
-def _check_type(key: str, value: Any, annotation: str) -> Any:
-    optional = "None" in annotation
-    if value is None:
-        if optional:
-            return None
-        raise _bad(key, value, "it must be set")
-    if annotation.startswith("list"):
-        if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-            raise _bad(key, value, "it must be a list of words, e.g. [king, queen]")
-    elif "int" in annotation and "float" not in annotation:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad(key, value, "it must be a whole number")
-    elif "float" in annotation:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _bad(key, value, "it must be a number")
-        value = float(value)
-    elif "bool" in annotation:
-        if not isinstance(value, bool):
-            raise _bad(key, value, "it must be true or false")
-    elif "str" in annotation and not isinstance(value, str):
-        raise _bad(key, value, "it must be a string")
-    return value
+def _rule(error: dict[str, Any], description: str) -> str:
+    """What a pydantic error asks of the value, in words."""
+    context = error.get("ctx", {})
+    rules = {
+        "int_type": "it must be a whole number", "float_type": "it must be a number",
+        "bool_type": "it must be true or false", "string_type": "it must be a string",
+        "list_type": "it must be a list of words, e.g. [king, queen]",
+        "literal_error": "it must be one of " + str(context.get("expected", "")).replace("'", "").replace(" or ", ", "),
+        "greater_than_equal": f"it must be at least {context.get('ge')}",
+        "greater_than": f"it must be above {context.get('gt')}",
+        "less_than_equal": f"it must be at most {context.get('le')}",
+        "string_too_short": "it must not be empty", "too_short": "it must not be empty",
+        "string_pattern_mismatch": f"it must match {context.get('pattern')}",
+    }
+    return f"{rules.get(error['type'], error['msg'])} ({description})"
 
 
-def _unknown(key: str, known: list[str]) -> PipelineError:
+def _one_line(error: ValidationError) -> PipelineError:
+    first = error.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    if first["type"] == "extra_forbidden":
+        return _unknown(location)
+    if first["type"] == "model_type":  # a section that is not a mapping
+        return PipelineError(f"params.yaml section {location[0]!r} must be a mapping of key: value")
+    section, name = location[0], location[1]
+    key = f"{section}.{name}"
+    field = SECTIONS[section].model_fields[name]
+    if first["type"] == "list_type" or (len(location) > 2 and first["type"] == "string_type"):
+        first = {**first, "type": "list_type"}  # a word that is not a string: the list is wrong
+    return PipelineError(f"param {key}={first['input']!r} is invalid: "
+                         f"{_rule(first, field.description or '')}; {_fix(key)}")
+
+
+def _unknown(location: list[str]) -> PipelineError:
+    if len(location) == 1:
+        known, key = list(SECTIONS), location[0]
+    else:
+        known, key = [f"{location[0]}.{name}" for name in SECTIONS[location[0]].model_fields], ".".join(location)
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
     return PipelineError(f"unknown param {key!r} in params.yaml: {hint}")
-
-
-def _build_section(name: str, cls: type, raw: Any) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise PipelineError(f"params.yaml section {name!r} must be a mapping of key: value")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in raw.items():
-        if key not in fields:
-            raise _unknown(f"{name}.{key}", [f"{name}.{k}" for k in fields])
-        values[key] = _check_type(f"{name}.{key}", value, str(fields[key].type))
-    return cls(**values)
-
-
-def _check_ranges(params: Params) -> None:
-    checks = [
-        ("corpus.url", params.corpus.url, bool(params.corpus.url.strip()), "it must not be empty"),
-        (
-            "corpus.sha256",
-            params.corpus.sha256,
-            params.corpus.sha256 is None or re.fullmatch(r"[0-9a-fA-F]{64}", params.corpus.sha256) is not None,
-            "it must be 64 hex digits, or null to skip the check",
-        ),
-        ("vectorize.vocab_size", params.vectorize.vocab_size, params.vectorize.vocab_size >= 3,
-         "it must be at least 3 (padding, [UNK] and one word)"),
-        ("vectorize.sequence_length", params.vectorize.sequence_length,
-         params.vectorize.sequence_length is None or params.vectorize.sequence_length >= 2,
-         "it must be at least 2, or null to keep whole lines"),
-        ("vectorize.shard_lines", params.vectorize.shard_lines, params.vectorize.shard_lines >= 1,
-         "it must be positive"),
-        ("vectorize.validation_fraction", params.vectorize.validation_fraction,
-         0 <= params.vectorize.validation_fraction <= 0.5, "it must be between 0 (no held-out lines) and 0.5"),
-        ("examples.window_size", params.examples.window_size, params.examples.window_size >= 1,
-         "it must be at least 1"),
-        ("examples.num_ns", params.examples.num_ns, 1 <= params.examples.num_ns < params.vectorize.vocab_size,
-         f"it must be at least 1 and below vectorize.vocab_size ({params.vectorize.vocab_size})"),
-        ("examples.negatives", params.examples.negatives, params.examples.negatives in NEGATIVE_MODES,
-         f"it must be one of {', '.join(NEGATIVE_MODES)}"),
-        ("examples.noise", params.examples.noise, params.examples.noise in NOISE_DISTRIBUTIONS,
-         f"it must be one of {', '.join(NOISE_DISTRIBUTIONS)}"),
-        ("examples.sample", params.examples.sample, params.examples.sample is None or params.examples.sample > 0,
-         "it must be positive (word2vec.c's threshold, e.g. 0.001), or null for Keras 2's table"),
-        ("examples.seed", params.examples.seed, params.examples.seed >= 0, "it must be 0 or more"),
-        ("examples.workers", params.examples.workers, params.examples.workers >= 0,
-         "it must be 0 (all cores) or more"),
-        ("train.architecture", params.train.architecture, params.train.architecture in ARCHITECTURES,
-         f"it must be one of {', '.join(ARCHITECTURES)}"),
-        ("train.initializer", params.train.initializer, params.train.initializer in INITIALIZERS,
-         f"it must be one of {', '.join(INITIALIZERS)}"),
-        ("train.embedding_dim", params.train.embedding_dim, params.train.embedding_dim >= 1, "it must be positive"),
-        ("train.batch_size", params.train.batch_size, params.train.batch_size >= 1, "it must be positive"),
-        ("train.epochs", params.train.epochs, params.train.epochs >= 1, "it must be positive"),
-        ("train.optimizer", params.train.optimizer, params.train.optimizer in OPTIMIZERS,
-         f"it must be one of {', '.join(OPTIMIZERS)}"),
-        ("train.learning_rate", params.train.learning_rate,
-         params.train.learning_rate is None or params.train.learning_rate > 0,
-         "it must be positive, or null for the optimizer's default"),
-        ("train.seed", params.train.seed, params.train.seed >= 0, "it must be 0 or more"),
-        ("evaluate.neighbours", params.evaluate.neighbours, params.evaluate.neighbours >= 1, "it must be positive"),
-    ]
-    for key, value, ok, rule in checks:
-        if not ok:
-            raise _bad(key, value, rule)
 
 
 def params_from_dict(raw: Any) -> Params:
@@ -199,17 +189,17 @@ def params_from_dict(raw: Any) -> Params:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise PipelineError("params.yaml must be a mapping of sections (corpus, vectorize, examples, train, "
-                            "evaluate)")
-    sections: dict[str, type] = {"corpus": CorpusParams, "vectorize": VectorizeParams,
-                                 "examples": ExamplesParams, "train": TrainParams, "evaluate": EvaluateParams}
-    built = {}
-    for name, value in raw.items():
-        if name not in sections:
-            raise _unknown(str(name), list(sections))
-        built[name] = _build_section(name, sections[name], value)
-    params = Params(**built)
-    _check_ranges(params)
+        raise PipelineError(f"params.yaml must be a mapping of sections ({', '.join(SECTIONS)})")
+    # An empty section (`train:` with every key commented out) reads as null: all its defaults.
+    raw = {section: {} if values is None else values for section, values in raw.items()}
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as error:
+        raise _one_line(error) from None
+    vocab_size = params.vectorize.vocab_size
+    if params.examples.num_ns >= vocab_size:
+        raise PipelineError(f"param examples.num_ns={params.examples.num_ns} is invalid: it must be below "
+                            f"vectorize.vocab_size ({vocab_size}); {_fix('examples.num_ns')}")
     return params
 
 
@@ -250,8 +240,49 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
 
 def flatten(params: Params) -> dict[str, Any]:
     """`{"train.epochs": 20, ...}`: the form MLflow and DVC show params in."""
-    return {
-        f"{section}.{key}": value
-        for section, values in dataclasses.asdict(params).items()
-        for key, value in values.items()
-    }
+    return {f"{section}.{key}": value for section, values in params.model_dump().items()
+            for key, value in values.items()}
+
+
+def yaml_value(value: Any) -> str:
+    """A value as params.yaml and `-S` write it: null, true, 0.03, [king, queen]."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(yaml_value(item) for item in value) + "]"
+    return json.dumps(value)
+
+
+def changed_params(params: Params, baseline: Params) -> dict[str, Any]:
+    """The flattened params whose values differ from `baseline`'s."""
+    base = flatten(baseline)
+    return {key: value for key, value in flatten(params).items() if base[key] != value}
+
+
+def markdown_table() -> str:
+    """The README's params table, from the schema."""
+    lines = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for section, model in SECTIONS.items():
+        for name, field in model.model_fields.items():
+            schema = model.model_json_schema()["properties"][name]
+            lines.append(f"| `{section}.{name}` | `{yaml_value(field.default)}` | {_allowed(schema)} | "
+                         f"{field.description} |")
+    return "\n".join(lines)
+
+
+def _allowed(schema: dict[str, Any]) -> str:
+    options = schema.get("anyOf", [schema])
+    words = []
+    for option in options:
+        if "enum" in option:
+            words.append(" \\| ".join(option["enum"]))
+        elif option.get("type") == "null":
+            words.append("null")
+        else:
+            bounds = [f"≥ {option['minimum']}" if "minimum" in option else "",
+                      f"> {option['exclusiveMinimum']}" if "exclusiveMinimum" in option else "",
+                      f"and ≤ {option['maximum']}" if "maximum" in option else ""]
+            kind = {"integer": "integer", "number": "number", "boolean": "true \\| false", "string": "text",
+                    "array": "list of words"}[option["type"]]
+            words.append(" ".join([kind, *[bound for bound in bounds if bound]]))
+    return ", ".join(words)
