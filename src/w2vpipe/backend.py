@@ -1,13 +1,67 @@
-"""Importing Keras without paying for what this library never uses."""
+"""Importing Keras and TensorFlow without paying for what this library never uses, and without noise."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
 from types import ModuleType
+
+# TensorFlow's start-up lines, harmless and printed by C++ before TF_CPP_MIN_LOG_LEVEL is read (absl logs
+# them before absl::InitializeLog(); two of TF's libraries carry their own absl, so each comes twice).
+# Anything not listed, real errors and tracebacks among them, is kept.
+STARTUP_NOISE = re.compile("|".join((
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    r"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine",
+    r"port\.cc:\d+\] oneDNN custom operations are on",
+    r"cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU",
+    r"^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$",
+    r"Unable to register cu\w+ factory: Attempting to register factory for plugin",
+    r"computation_placer\.cc:\d+\] computation placer already registered",
+    r"TF-TRT Warning: Could not find TensorRT",
+)))
+
+
+@contextlib.contextmanager
+def without_startup_noise() -> Iterator[None]:
+    """Send file descriptor 2 (where C++ writes) to a file for the block, then pass on what is not noise.
+
+    A file, not a pipe: a pipe would need a reader thread, or a burst of output would block the writer.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().splitlines(keepends=True)
+                    if not STARTUP_NOISE.search(line.decode("utf-8", "replace").rstrip())]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+def import_tensorflow() -> ModuleType:
+    """`import tensorflow`, without its start-up noise."""
+    if "tensorflow" not in sys.modules:
+        with without_startup_noise():
+            import tensorflow  # noqa: F401
+    return sys.modules["tensorflow"]
 
 
 def import_keras() -> ModuleType:
-    """`import keras`, minus its scikit-learn import.
+    """`import keras`, without its backend's start-up noise and minus its scikit-learn import.
 
     Keras imports scikit-learn (0.4 s on 2 cores) only for its scikit-learn wrappers, which this
     library never uses, and carries on without them when the import fails. A `None` entry in
@@ -20,7 +74,8 @@ def import_keras() -> ModuleType:
     if block:
         sys.modules["sklearn"] = None  # type: ignore[assignment]
     try:
-        import keras
+        with without_startup_noise():
+            import keras
     finally:
         if block:
             del sys.modules["sklearn"]

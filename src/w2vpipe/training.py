@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from w2vpipe.backend import import_tensorflow
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB
 from w2vpipe.params import TrainParams
@@ -90,7 +91,7 @@ def make_dataset(shards: Sequence[ExampleSource], batch_size: int, seed: int, nu
     then the negatives), so they are built once rather than read from the shards. `template` is
     any shard's examples: the columns of every shard's.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     epochs = itertools.count()
 
@@ -115,7 +116,7 @@ def make_validation_dataset(shards: Sequence[ExampleSource], batch_size: int,
                             num_contexts: int) -> tf.data.Dataset | None:
     """The held-out examples, in memory (a small share of the corpus), in full batches of at most
     `batch_size`: the same examples and negatives every epoch. None when there are none."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if not shards:
         return None
@@ -131,14 +132,14 @@ def make_validation_dataset(shards: Sequence[ExampleSource], batch_size: int,
 
 
 def gpu_count() -> int:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return len(tf.config.list_physical_devices("GPU"))
 
 
 def device_strategy() -> tf.distribute.Strategy:
     """Mirror the model over several GPUs; otherwise TensorFlow's default (one GPU, or the CPU)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if gpu_count() > 1:
         return tf.distribute.MirroredStrategy()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from w2vpipe.backend import import_tensorflow
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_file, load_shard, save_shard
 
@@ -40,7 +41,7 @@ class Sentences:
 
 def custom_standardization(input_data: tf.Tensor) -> tf.Tensor:
     """The tutorial's standardization: lowercase, then strip ASCII punctuation."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     lowercase = tf.strings.lower(input_data)
     return tf.strings.regex_replace(lowercase, f"[{re.escape(string.punctuation)}]", "")
@@ -87,7 +88,7 @@ def adapt_vectorizer(
     whole lines (ragged), as gensim and word2vec.c read them. Held-out lines (a
     `validation_fraction` of them) take no part: their words are as unseen as at training.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from w2vpipe.backend import import_keras
 
@@ -110,7 +111,7 @@ def adapt_vectorizer(
 
 def vectorize_block(vectorize_layer: TextVectorization, lines: list[str]) -> Sentences:
     """Integer ids of a block of lines: padded/truncated rows, or whole lines in ragged mode."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if not lines:  # a tiny shard may hold out every line it has
         return Sentences(tokens=np.zeros(0, dtype=np.int32), lengths=np.zeros(0, dtype=np.int32))
