@@ -7,8 +7,8 @@ apply NAME` or `dvc exp branch NAME BRANCH` take its results. Each stage DVC run
 Prefect task, with the stage's output as its logs. The stages tag their MLflow run with the flow run.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Prefect builds the run form and validates runs from the
+# flow's real type hints, also when a served deployment loads this file by path.
 import contextlib
 import fcntl
 import subprocess
@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from pipeline import layout, report, tracking
-from pipeline.dvc_run import DvcProcess, stage_env
+from pipeline.dvc_run import OUTCOMES, DvcProcess, stage_env
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import (
     CorpusParams,
@@ -48,6 +48,8 @@ LOCK_FILE = Path(".dvc/tmp/pipeline-run.lock")
 def stage_task(stage: str, outcome: str, dvc: DvcProcess) -> str:
     """One stage of the experiment, as DVC runs it: its lines are this task's logs."""
     logger = get_run_logger()
+    if outcome != OUTCOMES["ran"]:  # a stage that runs announces itself
+        logger.info("%s: %s", stage, outcome)
     dvc.stage_output(stage, lambda line: (logger.error if line.startswith(("error:", "ERROR:")) else logger.info)(line))
     return outcome
 

@@ -67,6 +67,8 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     assert run_info.info.status == "FINISHED"
     assert run_info.data.params["train.epochs"] == str(EPOCHS)
     assert run_info.data.params["vectorize.vocab_size"] == "4096"
+    assert run_info.data.params["vectorize.sequence_length"] == "null"  # as params.yaml says it, not "None"
+    assert run_info.data.params["effective_learning_rate"] == "0.03"
     for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
         history = client.get_metric_history(run_id, metric)
         assert sorted(point.step for point in history) == list(range(EPOCHS))
@@ -74,8 +76,11 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert run_info.data.tags["dvc.download.md5"] == lock["download"]["outs"][0]["md5"]
     assert run_info.data.tags["dvc.examples.md5"] == lock["examples"]["outs"][0]["md5"]
+    # The commit it started from, clean: what `dvc repro` itself writes (dvc.lock, metrics) doesn't count.
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
-    assert run_info.data.tags["git.commit"].startswith(head)
+    assert run_info.data.tags["git.commit"] == head
+    assert run_info.data.tags["w2v.embedding_sha256"] == hashlib.sha256(
+        (project / "models" / "w2v_embedding.npy").read_bytes()).hexdigest()
     artifacts = {item.path for item in client.list_artifacts(run_id)}
     assert artifacts == {"model", "tensorboard", "embeddings", "evaluation"}
     embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
@@ -94,7 +99,9 @@ def test_changing_epochs_reruns_train_export_and_evaluate_only(project: Path) ->
     newest, first = runs_newest_first(project)
     assert newest.data.params["train.epochs"] == str(EPOCHS + 1)
     assert len(mlflow_client(project).get_metric_history(newest.info.run_id, "loss")) == EPOCHS + 1
-    assert newest.data.tags.get("dvc.exp_name")
+    # One name: the MLflow run is the DVC experiment's; its params change is the experiment's, not dirt.
+    assert newest.info.run_name == newest.data.tags["dvc.exp_name"]
+    assert newest.data.tags["git.commit"] == run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     # Same corpus and examples, so the two runs are comparable side by side.
     assert newest.data.tags["dvc.examples.md5"] == first.data.tags["dvc.examples.md5"]
     # `dvc exp show` compares experiments by their scores, the same ones the MLflow run holds.
@@ -125,6 +132,21 @@ def test_push_then_pull_in_another_clone_restores_every_artifact(project: Path, 
         assert digest(clone / name) == digest(project / name), name
     status = run(["dvc", "status"], clone, tool_env())
     assert "up to date" in status.stdout
+
+
+def test_make_run_in_a_fresh_clone_leaves_git_clean_and_tags_the_clean_commit(project: Path,
+                                                                               tmp_path: Path) -> None:
+    """Every output is reproducible (dvc.lock comes out byte-identical) and holds no run id or path."""
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "pipeline results", "--allow-empty"], project)
+    clone = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    result = run(["python", "-m", "pipeline", "repro"], clone)
+    assert "| train | ran |" in result.stdout
+    assert run(["git", "status", "--porcelain"], clone).stdout == ""
+    (tracked,) = runs_newest_first(clone)
+    assert tracked.data.tags["git.commit"] == run(["git", "rev-parse", "HEAD"], clone).stdout.strip()
+    assert f"runs/{tracked.info.run_id}" in result.stdout  # the summary links to the MLflow run
 
 
 def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ neighbours, a probe word outside the vocabulary; CBOW trains, is held out and ev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -75,8 +76,11 @@ def test_evaluation_lands_in_the_training_runs_mlflow_record(trained: tuple[Path
 
     root, _ = trained
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    run_id = json.loads((root / "models" / "mlflow_run.json").read_text())["run_id"]
-    run = client.get_run(run_id)
+    # The evaluate stage found the run by the hash of the embedding it scored, as the run is tagged.
+    embedding_sha256 = hashlib.sha256((root / "models" / "w2v_embedding.npy").read_bytes()).hexdigest()
+    (run,) = client.search_runs([client.get_experiment_by_name("word2vec").experiment_id])
+    assert run.data.tags["w2v.embedding_sha256"] == embedding_sha256
+    run_id = run.info.run_id
     metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert run.data.metrics["wordsim353_spearman"] == pytest.approx(metrics["wordsim353"]["spearman"])
     assert run.data.metrics["analogies_coverage"] == pytest.approx(metrics["analogies"]["coverage"])

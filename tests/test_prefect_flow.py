@@ -1,5 +1,6 @@
-"""The pipeline as a Prefect flow against a real Prefect server: a CLI run and a served deployment,
-their states read back from the server's API."""
+"""The pipeline as a Prefect flow against a real Prefect server: a CLI run and a served deployment's runs,
+each a DVC experiment and an MLflow run of the same name; states, schema and artifacts read back from
+the server's API."""
 
 from __future__ import annotations
 
@@ -7,20 +8,22 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from conftest import VENV_BIN, make_project_copy, run, tool_env
 from pipeline.layout import STAGES
 
-OVERRIDES = {"train.epochs": 1, "train.embedding_dim": 16}
+PROJECT_PARAMS = {"train.epochs": 2, "train.embedding_dim": 16}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_project_copy(tmp_path_factory.mktemp("flow-project"))
+    return make_project_copy(tmp_path_factory.mktemp("flow-project"), PROJECT_PARAMS)
 
 
 def api(url: str, path: str, body: dict) -> list[dict]:
@@ -34,61 +37,114 @@ def task_runs(url: str, flow_run_id: str) -> dict[str, str]:
     return {task["name"]: task["state_type"] for task in runs}
 
 
-def test_cli_flow_run_is_recorded_by_the_server(project: Path, prefect_server: str) -> None:
-    env = tool_env(PREFECT_API_URL=prefect_server)
-    sets = [arg for key, value in OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
-    result = run([sys.executable, "-m", "pipeline", "run", *sets], project, env)
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
-    assert summary["stages"] == {stage: "ran" for stage in STAGES}
+def experiment_names(project: Path) -> set[str]:
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    return {exp["name"] for entry in shown for exp in (entry.get("experiments") or [])}
 
-    (flow_run,) = api(prefect_server, "/flow_runs/filter", {})
-    assert flow_run["state_type"] == "COMPLETED"
-    assert flow_run["parameters"]["overrides"] == OVERRIDES
-    assert task_runs(prefect_server, flow_run["id"]) == {
-        stage: "COMPLETED" for stage in STAGES}
-    artifacts = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["word2vec-summary"]}}})
-    assert artifacts and "| train | ran |" in artifacts[0]["data"]
-    # The overrides stay in params.yaml (comments kept), like `dvc exp run -S`.
-    params_text = (project / "params.yaml").read_text()
-    assert "epochs: 1" in params_text and "# Every knob of the pipeline" in params_text
-    # The MLflow run knows which flow run made it.
+
+def mlflow_runs(project: Path, name: str) -> list:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("word2vec").experiment_id])
+    experiment = client.get_experiment_by_name("word2vec")
+    return client.search_runs([experiment.experiment_id], filter_string=f"attributes.run_name = '{name}'")
+
+
+def logs(url: str, flow_run_id: str) -> str:
+    records = api(url, "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}})
+    return "\n".join(record["message"] for record in records)[-3000:]
+
+
+def wait_for(url: str, flow_run_id: str, deadline: float) -> dict:
+    while True:
+        (flow_run,) = api(url, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
+        if flow_run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return flow_run
+        assert time.monotonic() < deadline, f"flow run stuck in {flow_run['state_type']}"
+        time.sleep(1)
+
+
+def test_cli_run_is_a_dvc_experiment_and_an_mlflow_run_of_its_name(project: Path, prefect_server: str) -> None:
+    params_before = (project / "params.yaml").read_bytes()
+    env = tool_env(PREFECT_API_URL=prefect_server)
+    result = run([sys.executable, "-m", "pipeline", "run", "--set", "train.epochs=1", "--name", "cli-run"],
+                 project, env)
+    assert "| train | ran |" in result.stdout and "dvc exp apply cli-run" in result.stdout
+
+    (flow_run,) = api(prefect_server, "/flow_runs/filter", {"flow_runs": {"name": {"any_": ["cli-run"]}}})
+    assert flow_run["state_type"] == "COMPLETED"
+    assert flow_run["parameters"]["train"]["epochs"] == 1
+    assert flow_run["parameters"]["train"]["embedding_dim"] == 16  # the rest from params.yaml
+    assert task_runs(prefect_server, flow_run["id"]) == {stage: "COMPLETED" for stage in STAGES}
+    # The workspace is never modified: the experiment ran in DVC's temporary copy.
+    assert (project / "params.yaml").read_bytes() == params_before
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
+    assert "cli-run" in experiment_names(project)
+    (mlflow_run,) = mlflow_runs(project, "cli-run")
     assert mlflow_run.data.tags["prefect.flow_run_id"] == flow_run["id"]
+    assert mlflow_run.data.params["train.epochs"] == "1"
+    revision = run(["git", "rev-parse", "refs/exps/" + "/".join(
+        [mlflow_run.data.tags["dvc.exp_baseline_rev"][:2], mlflow_run.data.tags["dvc.exp_baseline_rev"][2:],
+         "cli-run"])], project).stdout.strip()
+    assert mlflow_run.data.tags["dvc.exp_rev"] == revision
+    # One store for every experiment: the project's, not the temporary copy's.
+    assert mlflow_run.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
+    artifacts = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["word2vec-summary"]}}})
+    summary = next(item["data"] for item in artifacts if item["flow_run_id"] == flow_run["id"])
+    assert f"/runs/{mlflow_run.info.run_id})" in summary and "`train.epochs=1`" in summary
 
 
-def test_bad_override_fails_the_flow_before_any_stage(project: Path, prefect_server: str) -> None:
+def test_bad_override_fails_before_any_flow_run(project: Path, prefect_server: str) -> None:
     env = tool_env(PREFECT_API_URL=prefect_server)
     result = run([sys.executable, "-m", "pipeline", "run", "--set", "train.epochs=0"], project, env, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: param train.epochs=0 is invalid")
-    assert "epochs: 1" in (project / "params.yaml").read_text()  # untouched
 
 
-def test_served_deployment_runs_with_parameters(project: Path, prefect_server: str) -> None:
+def test_served_deployment_has_a_typed_form_and_queues_its_runs(project: Path, prefect_server: str) -> None:
     env = tool_env(PREFECT_API_URL=prefect_server)
+    params_before = (project / "params.yaml").read_bytes()
     server = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--name", "test"], cwd=project, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not api(prefect_server, "/deployments/filter", {}):
+        while not (deployments := api(prefect_server, "/deployments/filter", {})):
             assert server.poll() is None and time.monotonic() < deadline, "deployment never registered"
             time.sleep(1)
-        result = run([str(VENV_BIN / "prefect"), "deployment", "run", "word2vec-pipeline/test", "--params",
-                      json.dumps({"overrides": OVERRIDES})], project, env)
-        flow_run_id = next(line.split()[-1] for line in result.stdout.splitlines() if "UUID" in line)
-        while True:
-            (flow_run,) = api(prefect_server, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
-            if flow_run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            assert time.monotonic() < deadline + 240, f"flow run stuck in {flow_run['state_type']}"
-            time.sleep(1)
-        assert flow_run["state_type"] == "COMPLETED"
-        assert flow_run["parameters"] == {"overrides": OVERRIDES}
-        # Same params as the CLI run: every stage is already up to date in DVC.
-        assert set(task_runs(prefect_server, flow_run_id).values()) == {"COMPLETED"}
+        (deployment,) = deployments
+        # Every params.yaml key is a typed field with its default; enums are choices.
+        schema = deployment["parameter_openapi_schema"]
+        params = yaml.safe_load(params_before)
+        for section, values in params.items():
+            fields = schema["definitions"][schema["properties"][section]["$ref"].split("/")[-1]]["properties"]
+            for key in values:
+                assert "default" in fields[key] and ("type" in fields[key] or "anyOf" in fields[key]), (section, key)
+        train_fields = schema["definitions"]["TrainParams"]["properties"]
+        assert train_fields["epochs"]["type"] == "integer" and train_fields["epochs"]["minimum"] == 1
+        assert train_fields["optimizer"]["enum"] == ["sgd", "adam"]
+        # The form starts from the served checkout's params.yaml.
+        assert deployment["parameters"]["train"]["embedding_dim"] == 16
+
+        # Two runs started together: the deployment runs one at a time, never interleaved.
+        flow_run_ids = []
+        for epochs in (1, 3):
+            train = {**params["train"], "epochs": epochs}
+            result = run([str(VENV_BIN / "prefect"), "deployment", "run", "word2vec-pipeline/test", "--params",
+                          json.dumps({"train": train})], project, env)
+            flow_run_ids.append(next(line.split()[-1] for line in result.stdout.splitlines() if "UUID" in line))
+        flow_runs = [wait_for(prefect_server, flow_run_id, deadline + 400) for flow_run_id in flow_run_ids]
+        for flow_run in flow_runs:
+            assert flow_run["state_type"] == "COMPLETED", logs(prefect_server, flow_run["id"])
+        assert (project / "params.yaml").read_bytes() == params_before
+        names = [flow_run["name"] for flow_run in flow_runs]
+        assert set(names) <= experiment_names(project)
+        for flow_run in flow_runs:
+            (mlflow_run,) = mlflow_runs(project, flow_run["name"])
+            assert mlflow_run.data.tags["prefect.flow_run_id"] == flow_run["id"]
+            assert mlflow_run.data.tags["dvc.exp_name"] == flow_run["name"]
+            assert mlflow_run.data.params["train.epochs"] == str(flow_run["parameters"]["train"]["epochs"])
+        first, second = sorted(flow_runs, key=lambda flow_run: flow_run["start_time"])
+        assert datetime.fromisoformat(first["end_time"]) <= datetime.fromisoformat(second["start_time"])
     finally:
         server.terminate()
         server.wait(timeout=30)
