@@ -25,8 +25,10 @@ run: setup
 test: setup
 	DO_NOT_TRACK=true $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# One worker and no background job runner: 0.5 GiB instead of 3.3 (MLflow 3.17, 2 cores).
 ui-mlflow: setup
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+	@echo "runs, scores as columns: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning&viewStateShareKey=scores"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 ui-prefect: setup
 	PREFECT_SERVER_ANALYTICS_ENABLED=false prefect server start --host 127.0.0.1 --port 4200

@@ -39,7 +39,8 @@ def _repro(force: bool) -> None:
     links = [f"exports: {layout.EXPORT_DIR}/ (vectors.tsv and metadata.tsv load in projector.tensorflow.org)"]
     found = tracking.training_run(layout.EMBEDDING_FILE)
     if found:
-        links.append(f"MLflow run {tracking.run_link(*found)} (`make ui-mlflow` serves it)")
+        links.append(f"MLflow run {tracking.run_link(*found)}; every run, scores as columns: "
+                     f"{tracking.runs_view_url(found[0])} (`make ui-mlflow` serves them)")
     print("\n" + report.summary_markdown("word2vec pipeline", stages, changed_params(params, Params()),
                                          report.read_results(report.workspace_file), links))
 

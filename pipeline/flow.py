@@ -91,7 +91,7 @@ def word2vec_pipeline(
     links = [f"DVC experiment `{name}` ({revision[:7]}): `dvc exp apply {name}` brings its outputs into the "
              f"workspace, `dvc exp branch {name} BRANCH` keeps them on a branch"]
     found = tracking.experiment_run(name, {"dvc.exp_rev": revision})
-    links.append(f"MLflow run {tracking.run_link(*found)}" if found else
+    links.append(f"MLflow run {tracking.run_link(*found)}; every run: {tracking.runs_view_url(found[0])}" if found else
                  "no new MLflow run: training was up to date (restored by DVC), so the run that first trained "
                  "these params holds its history")
     markdown = report.summary_markdown(f"word2vec run {name}", stages, changed_params(params, Params()), results,

@@ -8,6 +8,7 @@ also from a DVC experiment's temporary copy (`DVC_ROOT`).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -31,8 +32,24 @@ EXPERIMENT_NAME = "word2vec"
 PREFECT_FLOW_RUN_ENV = "W2V_PREFECT_FLOW_RUN_ID"
 PREFECT_FLOW_RUN_URL_ENV = "W2V_PREFECT_FLOW_RUN_URL"
 EMBEDDING_TAG = "w2v.embedding_sha256"
-# MLflow 3's UI shows an experiment of this kind as classic model training (runs, charts), not GenAI.
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# The runs table's view that `make ui-mlflow` opens: scores and final losses as columns, best first.
+SCORES_VIEW = "scores"
+VIEW_METRICS = ("wordsim353_spearman", "simlex999_spearman", "analogies_accuracy", "val_loss", "loss")
+VIEW_PARAMS = ("train.architecture", "train.embedding_dim", "examples.window_size", "train.epochs")
+# MLflow 3.17's UI opens experiments as GenAI unless the URL says otherwise (mlflow/mlflow#24498).
+UI_QUERY = "workflowType=machine_learning"
+
+
+def _experiment_tags() -> dict[str, str]:
+    """Mark the experiment as model training and store the scores view (a saved view of MLflow's UI)."""
+    columns = [f"metrics.`{name}`" for name in VIEW_METRICS] + [f"params.`{name}`" for name in VIEW_PARAMS]
+    state = {"searchFilter": "", "orderByKey": columns[0], "orderByAsc": False, "startTime": "ALL",
+             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+             "selectedColumns": columns, "columnOrder": columns, "columnWidths": dict.fromkeys(columns, 140),
+             "runsHiddenMode": "SHOW_ALL"}
+    view = {"name": "Scores", "createdAt": 0, "updatedAt": 0, "state": json.dumps(state)}
+    return {"mlflow.experimentKind": "custom_model_development",
+            f"mlflow.sharedViewState.{SCORES_VIEW}": json.dumps(view)}
 
 
 def tracking_uri() -> str:
@@ -49,12 +66,15 @@ def _client() -> MlflowClient:
 def experiment_id(client: MlflowClient) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is not None:
+        for key, value in _experiment_tags().items():  # a store made by an earlier version gets them too
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     artifact_root = None
     if tracking_uri().startswith("sqlite:"):
         # Keep artifacts beside the store, not under whatever directory a stage ran in.
         artifact_root = (layout.project_root() / "mlartifacts").as_uri()
-    return client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root, tags=EXPERIMENT_TAGS)
+    return client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root, tags=_experiment_tags())
 
 
 def _git(*args: str) -> str:
@@ -295,7 +315,12 @@ def ui_url() -> str:
 def run_link(client: MlflowClient, run_id: str) -> str:
     """A markdown link to the run's page in the MLflow UI."""
     run = client.get_run(run_id)
-    return f"[{run.info.run_name}]({ui_url()}/#/experiments/{run.info.experiment_id}/runs/{run_id})"
+    return f"[{run.info.run_name}]({ui_url()}/#/experiments/{run.info.experiment_id}/runs/{run_id}?{UI_QUERY})"
+
+
+def runs_view_url(client: MlflowClient) -> str:
+    """The experiment's runs table, scores as columns."""
+    return f"{ui_url()}/#/experiments/{experiment_id(client)}/runs?{UI_QUERY}&viewStateShareKey={SCORES_VIEW}"
 
 
 def experiment_run(name: str, tags: dict[str, str]) -> tuple[MlflowClient, str] | None:

@@ -196,3 +196,26 @@ def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_p
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_queued_sweep_makes_one_mlflow_run_per_experiment_in_the_projects_store(project: Path) -> None:
+    """Queued experiments run in copies under .dvc/tmp/exps/; their runs land in the project's own store."""
+    import re
+    import time
+
+    queued = run(["dvc", "exp", "run", "--queue", "-S", "train.epochs=1", "-S", "train.embedding_dim=8,16,32"],
+                 project).stdout
+    names = re.findall(r"Queued experiment '([^']+)'", queued)
+    assert len(names) == 3
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", status := run(["dvc", "queue", "status"], project).stdout):
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") >= 3, status
+    by_name = {tracked.info.run_name: tracked for tracked in runs_newest_first(project)}
+    for name, dimension in zip(names, ("8", "16", "32"), strict=True):
+        assert by_name[name].data.params["train.embedding_dim"] == dimension
+        assert by_name[name].data.tags["dvc.exp_name"] == name
+        assert by_name[name].info.status == "FINISHED"
+        assert "wordsim353_spearman" in by_name[name].data.metrics  # evaluate found the run too
