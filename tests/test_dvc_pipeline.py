@@ -201,13 +201,16 @@ def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_p
 def test_a_queued_sweep_makes_one_mlflow_run_per_experiment_in_the_projects_store(project: Path) -> None:
     """Queued experiments run in copies under .dvc/tmp/exps/; their runs land in the project's own store."""
     import re
+    import subprocess
     import time
 
     queued = run(["dvc", "exp", "run", "--queue", "-S", "train.epochs=1", "-S", "train.embedding_dim=8,16,32"],
                  project).stdout
     names = re.findall(r"Queued experiment '([^']+)'", queued)
     assert len(names) == 3
-    run(["dvc", "queue", "start", "-j", "2"], project)
+    # The workers it starts outlive it: give them no pipe of ours to hold open.
+    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=project, env=tool_env(), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=120)
     deadline = time.monotonic() + 600
     while re.search(r"\b(Queued|Running)\b", status := run(["dvc", "queue", "status"], project).stdout):
         assert time.monotonic() < deadline, status

@@ -91,7 +91,7 @@ def test_cli_run_is_a_dvc_experiment_and_an_mlflow_run_of_its_name(project: Path
     assert mlflow_run.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
     artifacts = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["word2vec-summary"]}}})
     summary = next(item["data"] for item in artifacts if item["flow_run_id"] == flow_run["id"])
-    assert f"/runs/{mlflow_run.info.run_id})" in summary and "`train.epochs=1`" in summary
+    assert f"/runs/{mlflow_run.info.run_id}?" in summary and "`train.epochs=1`" in summary
 
 
 def test_bad_override_fails_before_any_flow_run(project: Path, prefect_server: str) -> None:

@@ -60,7 +60,7 @@ def test_stage_before_its_inputs_says_which_stage_to_run(workdir: Path, name: st
 def test_out_of_range_param_stops_the_first_stage(workdir: Path) -> None:
     set_params(workdir, train__epochs=0)
     line = one_line_error(stage(workdir, "download"))
-    assert "train.epochs=0 is invalid: it must be positive" in line
+    assert "train.epochs=0 is invalid: it must be at least 1" in line
     assert not (workdir / "data").exists()
 
 
