@@ -19,6 +19,8 @@ def stage(workdir: Path, name: str) -> None:
     result = subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir,
                             env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    # TensorFlow's start-up lines (printed by C++ before TF_CPP_MIN_LOG_LEVEL applies) are filtered out.
+    assert "absl::InitializeLog" not in result.stderr and "cuda drivers" not in result.stderr, result.stderr
 
 
 def digests(directory: Path) -> dict[str, str]:
