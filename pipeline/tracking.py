@@ -282,26 +282,51 @@ def log_export(embedding_file: Path, export_dir: Path) -> str | None:
     return run_id
 
 
-def log_evaluation(embedding_file: Path, metrics: dict[str, float], neighbours: dict[str, list[Any]],
-                   files: list[Path]) -> str | None:
-    """Add the scores (as metrics, so the runs table sorts by them), the neighbours (as an MLflow
-    table) and the metrics files to the training's run; returns the run id, or None if it is gone."""
+def log_evaluation(embedding_file: Path, metrics_file: Path, neighbours_file: Path) -> str | None:
+    """Add the evaluate stage's files to the training's run; returns the run id, or None if it is gone."""
     found = training_run(embedding_file)
     if found is None:
         return None
-    client, run_id = found
+    _log_evaluation_files(*found, metrics_file, neighbours_file)
+    return found[1]
+
+
+def _log_evaluation_files(client: MlflowClient, run_id: str, metrics_file: Path, neighbours_file: Path) -> None:
+    """The scores as metrics (so the runs table sorts by them), the neighbours as an MLflow table, and
+    both files as artifacts."""
     from mlflow.entities import Metric
 
+    from w2vpipe.evaluation import flat_metrics
+
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(name, value, now, 0) for name, value in metrics.items()])
-    rows = [(probe, rank, neighbour.word, neighbour.cosine) for probe, nearest in neighbours.items()
+    scores = flat_metrics(json.loads(metrics_file.read_text(encoding="utf-8")))
+    client.log_batch(run_id, metrics=[Metric(name, value, now, 0) for name, value in scores.items()])
+    neighbours = json.loads(neighbours_file.read_text(encoding="utf-8"))["neighbours"]
+    rows = [(probe, rank, neighbour["word"], neighbour["cosine"]) for probe, nearest in neighbours.items()
             for rank, neighbour in enumerate(nearest, start=1)]
     client.log_table(run_id, {"probe": [row[0] for row in rows], "rank": [row[1] for row in rows],
                               "neighbour": [row[2] for row in rows], "cosine": [row[3] for row in rows]},
                      artifact_file="evaluation/neighbours.json")
-    for path in files:
+    for path in (metrics_file, neighbours_file):
         client.log_artifact(run_id, str(path), "evaluation")
-    return run_id
+
+
+def complete_run(client: MlflowClient, run_id: str, export_dir: Path | None, metrics_file: Path,
+                 neighbours_file: Path) -> list[str]:
+    """Give a training's run the exports and scores it lacks; returns what was added.
+
+    A training that reproduces its embedding bit for bit (a fresh clone, `dvc repro --force`, a change
+    to code that does not change the numbers) gets a new run, but DVC skips export and evaluate: their
+    inputs are unchanged, and so are their outputs, which this copies into the new run.
+    """
+    added = []
+    if export_dir is not None and export_dir.is_dir() and not client.list_artifacts(run_id, "embeddings"):
+        client.log_artifacts(run_id, str(export_dir), "embeddings")
+        added.append("exports")
+    if metrics_file.is_file() and neighbours_file.is_file() and not client.list_artifacts(run_id, "evaluation"):
+        _log_evaluation_files(client, run_id, metrics_file, neighbours_file)
+        added.append("scores")
+    return added
 
 
 def ui_url() -> str:

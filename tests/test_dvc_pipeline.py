@@ -147,6 +147,12 @@ def test_make_run_in_a_fresh_clone_leaves_git_clean_and_tags_the_clean_commit(pr
     (tracked,) = runs_newest_first(clone)
     assert tracked.data.tags["git.commit"] == run(["git", "rev-parse", "HEAD"], clone).stdout.strip()
     assert f"runs/{tracked.info.run_id}" in result.stdout  # the summary links to the MLflow run
+    # DVC skipped evaluate (same embedding, same scores, already in git); the new run has them anyway.
+    assert "| evaluate | up to date |" in result.stdout
+    assert tracked.data.metrics["wordsim353_spearman"] == pytest.approx(yaml.safe_load(
+        (clone / "metrics" / "evaluate.json").read_text())["wordsim353"]["spearman"])
+    artifacts = {item.path for item in mlflow_client(clone).list_artifacts(tracked.info.run_id)}
+    assert {"embeddings", "evaluation"} <= artifacts
 
 
 def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the server's API."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -92,6 +93,25 @@ def test_cli_run_is_a_dvc_experiment_and_an_mlflow_run_of_its_name(project: Path
     artifacts = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["word2vec-summary"]}}})
     summary = next(item["data"] for item in artifacts if item["flow_run_id"] == flow_run["id"])
     assert f"/runs/{mlflow_run.info.run_id}?" in summary and "`train.epochs=1`" in summary
+    # DVC takes the results where the user wants them, e.g. onto a branch.
+    run(["dvc", "exp", "branch", "cli-run", "cli-branch"], project)
+    assert yaml.safe_load(run(["git", "show", "cli-branch:params.yaml"], project).stdout)["train"]["epochs"] == 1
+    scores = json.loads(run(["git", "show", "cli-branch:metrics/evaluate.json"], project).stdout)
+    assert mlflow_run.data.metrics["wordsim353_spearman"] == pytest.approx(scores["wordsim353"]["spearman"])
+
+
+def test_a_second_run_in_the_same_checkout_is_refused(project: Path, prefect_server: str) -> None:
+    lock_file = project / ".dvc" / "tmp" / "pipeline-run.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("other-run")
+        held.flush()
+        result = run([sys.executable, "-m", "pipeline", "run", "--set", "train.epochs=1"], project,
+                     tool_env(PREFECT_API_URL=prefect_server), check=False)
+    assert result.returncode == 2
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: another pipeline run (other-run) is running in this checkout")
 
 
 def test_bad_override_fails_before_any_flow_run(project: Path, prefect_server: str) -> None:

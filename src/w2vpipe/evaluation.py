@@ -68,10 +68,13 @@ class Evaluation:
         return (", ".join(pairs) + f", analogies {score(self.analogies.accuracy, '.1%')} of "
                 f"{self.analogies.questions:,} questions ({self.analogies.coverage:.0%} covered)")
 
-    def flat_metrics(self) -> dict[str, float]:
-        """`{"wordsim353_spearman": 0.41, ...}`: numbers only, for MLflow (a missing score is left out)."""
-        return {f"{name}_{key}": float(value) for name, values in self.metrics().items()
-                for key, value in values.items() if value is not None}
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """`{"wordsim353_spearman": 0.41, ...}` from `Evaluation.metrics()`: numbers only, for MLflow (a
+    missing score is left out)."""
+    return {f"{name}_{key}": float(value) for name, values in metrics.items()
+            for key, value in values.items() if value is not None}
 
 
 def keyed_vectors(vocabulary: list[str], weights: np.ndarray) -> KeyedVectors:
