@@ -18,4 +18,4 @@ COPY . .
 ENV DO_NOT_TRACK=true \
     TF_CPP_MIN_LOG_LEVEL=2 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false
-CMD ["dvc", "repro"]
+CMD ["python", "-m", "pipeline", "repro"]
