@@ -39,7 +39,8 @@ def _repro(force: bool) -> None:
     links = [f"exports: {layout.EXPORT_DIR}/ (vectors.tsv and metadata.tsv load in projector.tensorflow.org)"]
     found = tracking.training_run(layout.EMBEDDING_FILE)
     if found:
-        added = tracking.complete_run(*found, layout.EXPORT_DIR, layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE)
+        added = tracking.complete_run(*found, lambda: layout.EXPORT_DIR,
+                                      lambda: (layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE))
         if added:
             print(f"(the embedding is bit for bit the one DVC recorded: its {' and '.join(added)} added to the "
                   "new MLflow run)", flush=True)

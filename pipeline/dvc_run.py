@@ -1,4 +1,4 @@
-"""Run `dvc repro` or `dvc exp run` and follow it stage by stage, from its own output.
+"""Run `dvc repro` or `dvc exp run` and follow it stage by stage, from its own output; run git.
 
 Both the Prefect flow (a task per stage) and `make run` (a summary at the end) need to know which
 stages DVC ran, skipped or restored, and the lines each one printed; DVC says so in its output.
@@ -19,8 +19,13 @@ from w2vpipe.errors import PipelineError
 STAGE_HEADER = re.compile(
     r"^(?:Running stage '(?P<ran>[^']+)':"
     r"|Stage '(?P<skipped>[^']+)' didn't change, skipping"
+    r"|'(?P<unchanged>[^']+\.dvc)' didn't change, skipping"
+    r"|Verifying outputs in frozen stage: '(?P<frozen>[^']+)'"
     r"|Stage '(?P<restored>[^']+)' is cached - skipping run, checking out outputs)")
-OUTCOMES = {"ran": "ran", "skipped": "up to date", "restored": "restored from DVC's run cache"}
+OUTCOMES = {"ran": "ran", "skipped": "up to date", "unchanged": "up to date", "frozen": "frozen",
+            "restored": "restored from DVC's run cache"}
+# How DVC names the stage that failed.
+FAILED_STAGE = re.compile(r"failed to reproduce '([^']+)'")
 # DVC's lines that say nothing to someone watching a run.
 DVC_CHATTER = re.compile(r"^(Generating|Updating) lock file|^> |^WARNING: No file hash info found|"
                          r"^To apply the results|^\s+dvc exp apply <exp>|^Use `dvc push`")
@@ -69,13 +74,14 @@ class DvcProcess:
         return None
 
     def stage_output(self, stage: str, log: Log) -> None:
-        """Pass on the current stage's lines; raise if DVC failed while it was the current stage."""
+        """Pass on the current stage's lines; raise if DVC says this stage failed."""
         while (line := self._next_line()) is not None:
             if STAGE_HEADER.match(line):
                 self._read_ahead = line
                 return
             self._pass_on(line, log)
-        if self._process.wait() != 0:
+        failed = [match.group(1) for line in self.errors if (match := FAILED_STAGE.search(line))]
+        if self._process.wait() != 0 and stage in failed:
             raise PipelineError(f"stage {stage} failed: {self.failure()}")
 
     def failure(self) -> str:
@@ -89,15 +95,34 @@ class DvcProcess:
         if self._process.wait() != 0:
             raise PipelineError(f"{self.command} failed: {self.failure()}")
 
+    def stop(self) -> None:
+        """End DVC if it still runs (the caller failed or was stopped)."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait()
+
 
 def follow(process: DvcProcess, log: Log) -> dict[str, str]:
     """Each stage's outcome, with every stage's lines passed to `log`, without Prefect."""
     outcomes = {}
-    while (event := process.next_stage(log)) is not None:
-        stage, outcome = event
-        if outcome != OUTCOMES["ran"]:  # a stage that runs announces itself
-            log(f"[{stage}] {outcome}")
-        process.stage_output(stage, log)
-        outcomes[stage] = outcome
-    process.wait()
+    try:
+        while (event := process.next_stage(log)) is not None:
+            stage, outcome = event
+            if outcome != OUTCOMES["ran"]:  # a stage that runs announces itself
+                log(f"[{stage}] {outcome}")
+            process.stage_output(stage, log)
+            outcomes[stage] = outcome
+        process.wait()
+    finally:
+        process.stop()
     return outcomes
+
+
+def git(*arguments: str) -> str:
+    """A git command's output; a failure is one line naming it."""
+    try:
+        return subprocess.run(["git", *arguments], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = (getattr(error, "stderr", "") or str(error)).strip().splitlines()
+        raise PipelineError(f"git {' '.join(arguments)} failed ({detail[0] if detail else error}): run from the "
+                            "project's git checkout, with at least one commit") from None

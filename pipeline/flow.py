@@ -11,7 +11,6 @@ Prefect task, with the stage's output as its logs. The stages tag their MLflow r
 # flow's real type hints, also when a served deployment loads this file by path.
 import contextlib
 import fcntl
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
 
 from pipeline import layout, report, tracking
-from pipeline.dvc_run import OUTCOMES, DvcProcess, stage_env
+from pipeline.dvc_run import OUTCOMES, DvcProcess, git, stage_env
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import (
     CorpusParams,
@@ -35,10 +35,10 @@ from w2vpipe.params import (
     apply_overrides,
     changed_params,
     load_params,
+    override,
     params_from_dict,
     parse_overrides,
     read_params_file,
-    yaml_value,
 )
 
 FLOW_NAME = "word2vec-pipeline"
@@ -46,13 +46,17 @@ LOCK_FILE = Path(".dvc/tmp/pipeline-run.lock")
 
 
 @task(task_run_name="{stage}", cache_policy=NO_CACHE)
-def stage_task(stage: str, outcome: str, dvc: DvcProcess) -> str:
+def stage_task(stage: str, outcome: str, dvc: DvcProcess) -> State:
     """One stage of the experiment, as DVC runs it: its lines are this task's logs."""
     logger = get_run_logger()
     if outcome != OUTCOMES["ran"]:  # a stage that runs announces itself
         logger.info("%s: %s", stage, outcome)
-    dvc.stage_output(stage, lambda line: (logger.error if line.startswith(("error:", "ERROR:")) else logger.info)(line))
-    return outcome
+    try:
+        dvc.stage_output(stage, lambda line: (logger.error if line.startswith(("error:", "ERROR:"))
+                                              else logger.info)(line))
+    except PipelineError as error:
+        return Failed(message=str(error))  # the stage's own line, not a traceback
+    return Completed(message=outcome)
 
 
 @flow(name=FLOW_NAME, log_prints=True)
@@ -62,41 +66,56 @@ def word2vec_pipeline(
     examples: ExamplesParams = ExamplesParams(),
     train: TrainParams = TrainParams(),
     evaluate: EvaluateParams = EvaluateParams(),
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Download, vectorize, examples, train, export, evaluate, as one DVC experiment named after this run.
 
     Each section is params.yaml's; a stage whose inputs and params are unchanged is not rerun.
     """
+    try:
+        params = params_from_dict(Params(corpus=corpus, vectorize=vectorize, examples=examples, train=train,
+                                         evaluate=evaluate).model_dump())  # the checks across sections
+        return _run_experiment(params, str(flow_run.get_name()), str(flow_run.get_id()))
+    except PipelineError as error:
+        return Failed(message=str(error))  # one line for the user, not a traceback
+
+
+def _run_experiment(params: Params, name: str, flow_run_id: str) -> dict[str, Any]:
     logger = get_run_logger()
-    params = params_from_dict(Params(corpus=corpus, vectorize=vectorize, examples=examples, train=train,
-                                     evaluate=evaluate).model_dump())  # the checks across sections
-    name = str(flow_run.get_name())
     # Only what differs from the checkout's params.yaml goes to DVC, as `dvc exp run -S` would be typed.
     overrides = changed_params(params, load_params(layout.PARAMS_FILE))
     _check_tracked()
-    baseline = _git("rev-parse", "HEAD")
-    env = {tracking.PREFECT_FLOW_RUN_ENV: str(flow_run.get_id() or "")}
+    baseline = git("rev-parse", "HEAD")
+    env = {tracking.PREFECT_FLOW_RUN_ENV: flow_run_id}
     if flow_run.get_flow_run_ui_url():
         env[tracking.PREFECT_FLOW_RUN_URL_ENV] = str(flow_run.get_flow_run_ui_url())
     arguments = ["exp", "run", "--temp", "-n", name,
-                 *(item for key, value in overrides.items() for item in ("-S", f"{key}={yaml_value(value)}"))]
+                 *(item for key, value in overrides.items() for item in ("-S", override(key, value)))]
     stages: dict[str, str] = {}
-    with _one_run_at_a_time(name):
+    with one_run_at_a_time(name):
         logger.info("dvc %s", " ".join(arguments))
         dvc = DvcProcess(arguments, stage_env(env))
-        while (event := dvc.next_stage(logger.info)) is not None:
-            stages[event[0]] = stage_task(*event, dvc)
-        dvc.wait()
-    revision = _git("rev-parse", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}")
+        try:
+            while (event := dvc.next_stage(logger.info)) is not None:
+                state = stage_task(*event, dvc, return_state=True)
+                if state.is_failed():
+                    raise PipelineError(state.message or f"stage {event[0]} failed")
+                stages[event[0]] = event[1]
+            dvc.wait()
+        finally:
+            dvc.stop()
+    revision = git("rev-parse", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}")
     results = report.read_results(lambda path: _git_file(revision, path))
     links = [f"DVC experiment `{name}` ({revision[:7]}): `dvc exp apply {name}` brings its outputs into the "
              f"workspace, `dvc exp branch {name} BRANCH` keeps them on a branch"]
-    found = tracking.experiment_run(name, {"dvc.exp_rev": revision})
+    found = tracking.flow_run_training(flow_run_id, {"dvc.exp_rev": revision})
     if found:
-        _complete_run(found, revision)
-    links.append(f"MLflow run {tracking.run_link(*found)}; every run: {tracking.runs_view_url(found[0])}" if found else
-                 "no new MLflow run: training was up to date (restored by DVC), so the run that first trained "
-                 "these params holds its history")
+        with tempfile.TemporaryDirectory() as scratch:
+            tracking.complete_run(*found, lambda: _experiment_exports(revision, Path(scratch)),
+                                  lambda: _experiment_scores(revision, Path(scratch)))
+        links.append(f"MLflow run {tracking.run_link(*found)}; every run: {tracking.runs_view_url(found[0])}")
+    else:
+        links.append("no new MLflow run: DVC restored the training from its run cache, so the run that first "
+                     "trained these params holds its history")
     markdown = report.summary_markdown(f"word2vec run {name}", stages, changed_params(params, Params()), results,
                                        links)
     create_markdown_artifact(key="word2vec-summary", markdown=markdown, description=f"word2vec run {name}")
@@ -104,38 +123,45 @@ def word2vec_pipeline(
             **results}
 
 
-def _git(*arguments: str) -> str:
-    return subprocess.run(["git", *arguments], capture_output=True, text=True, check=True).stdout.strip()
-
-
 def _check_tracked() -> None:
     """DVC copies only git-tracked files into an experiment (treeverse/dvc#10056): say so before it fails."""
-    untracked = _git("ls-files", "--others", "--exclude-standard", "--", "src", "pipeline", "dvc.yaml",
-                     "params.yaml").split()
+    untracked = git("ls-files", "--others", "--exclude-standard", "--", "src", "pipeline", "dvc.yaml",
+                    "params.yaml").split()
     if untracked:
         raise PipelineError(f"{', '.join(untracked[:3])} not tracked by git: a DVC experiment would run without "
                             f"{'them' if len(untracked) > 1 else 'it'}; `git add` (no commit needed) and rerun")
 
 
 def _git_file(revision: str, path: Path) -> str | None:
-    result = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True)
-    return result.stdout if result.returncode == 0 else None
+    try:
+        return git("show", f"{revision}:{path}")
+    except PipelineError:
+        return None
 
 
-def _complete_run(found: tuple[Any, str], revision: str) -> None:
-    """The scores of a training that reproduced its embedding bit for bit (DVC skipped evaluate), from
-    the experiment's commit."""
-    with tempfile.TemporaryDirectory() as scratch:
-        files = []
-        for path in (layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE):
-            files.append(Path(scratch) / path.name)
-            files[-1].write_text(_git_file(revision, path) or "", encoding="utf-8")
-        if all(file.stat().st_size for file in files):
-            tracking.complete_run(*found, None, *files)
+def _experiment_exports(revision: str, scratch: Path) -> Path:
+    """The experiment's export folder, from DVC's cache."""
+    from dvc.api import DVCFileSystem
+
+    DVCFileSystem(str(layout.project_root()), rev=revision).get(str(layout.EXPORT_DIR), str(scratch / "exports"),
+                                                               recursive=True)
+    return scratch / "exports"
+
+
+def _experiment_scores(revision: str, scratch: Path) -> tuple[Path, Path] | None:
+    """The evaluate stage's files, from the experiment's commit."""
+    files = []
+    for path in (layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE):
+        text = _git_file(revision, path)
+        if text is None:
+            return None
+        files.append(scratch / path.name)
+        files[-1].write_text(text, encoding="utf-8")
+    return files[0], files[1]
 
 
 @contextlib.contextmanager
-def _one_run_at_a_time(name: str) -> Iterator[None]:
+def one_run_at_a_time(name: str) -> Iterator[None]:
     """Refuse a second run in this checkout while one is running (the deployment queues its own)."""
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     with LOCK_FILE.open("a+") as lock:
@@ -161,13 +187,14 @@ def sections(params: Params) -> dict[str, Any]:
 
 
 def run_from_cli(assignments: list[str], name: str | None) -> None:
-    # A typo costs no flow run.
+    # A typo, or a run already holding this checkout, costs no flow run.
     params = params_from_dict(apply_overrides(read_params_file(layout.PARAMS_FILE), parse_overrides(assignments)))
+    with one_run_at_a_time("checking"):
+        pass
     pipeline = word2vec_pipeline.with_options(flow_run_name=name) if name else word2vec_pipeline
     state = pipeline(**sections(params), return_state=True)
-    if state.is_failed():
-        error = state.result(raise_on_failure=False)
-        raise error if isinstance(error, PipelineError) else PipelineError(f"flow run failed: {error}")
+    if not state.is_completed():
+        raise PipelineError(state.message or f"flow run ended {state.name}")
     summary = state.result()
     name = summary["name"]
     print(f"\n{summary['summary']}\n\nRan experiment {name}: `dvc exp show` lists it, `dvc exp apply {name}` "
@@ -175,7 +202,11 @@ def run_from_cli(assignments: list[str], name: str | None) -> None:
 
 
 def serve(name: str) -> None:
-    """A deployment whose runs start from the Prefect UI, one at a time; its form starts from params.yaml."""
+    """A deployment whose runs start from the Prefect UI, one at a time.
+
+    Its form starts from params.yaml as it is now: after editing params.yaml, restart `serve`, or the
+    form's values (sent as they are) would undo the edit in the runs it starts.
+    """
     if not layout.PARAMS_FILE.is_file():
         raise PipelineError("params.yaml not found: run `python -m pipeline serve` from the project root")
     word2vec_pipeline.serve(name=name, limit=1, parameters=sections(load_params(layout.PARAMS_FILE)))

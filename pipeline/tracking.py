@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pipeline import layout
+from pipeline.dvc_run import git
 from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import yaml_value
@@ -57,7 +58,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{layout.project_root() / 'mlflow.db'}"
 
 
-def _client() -> MlflowClient:
+def mlflow_client() -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri())
@@ -75,10 +76,6 @@ def experiment_id(client: MlflowClient) -> str:
         # Keep artifacts beside the store, not under whatever directory a stage ran in.
         artifact_root = (layout.project_root() / "mlartifacts").as_uri()
     return client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root, tags=_experiment_tags())
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
 def _pipeline_outputs(dvc_file: Path = Path("dvc.yaml")) -> list[str]:
@@ -99,9 +96,9 @@ def git_commit() -> str | None:
     changed them. In a DVC experiment neither does params.yaml: its `-S` values are the run's params.
     """
     try:
-        commit = os.environ.get("DVC_EXP_BASELINE_REV") or _git("rev-parse", "HEAD").strip()
-        changed = _git("diff", "--name-only", "HEAD").split()
-    except (OSError, subprocess.CalledProcessError):
+        commit = os.environ.get("DVC_EXP_BASELINE_REV") or git("rev-parse", "HEAD")
+        changed = git("diff", "--name-only", "HEAD").split()
+    except PipelineError:  # not a git checkout
         return None
     ignored = _pipeline_outputs() + (["params.yaml"] if os.environ.get("DVC_EXP_NAME") else [])
     source_changes = [path for path in changed
@@ -170,7 +167,7 @@ def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], 
     error: str | None = None
     client = run_id = None
     try:
-        client = _client()
+        client = mlflow_client()
         run_id = _start_run(client, flat_params, tags)
     except Exception as failure:  # reported to the stage at its next request that expects an answer
         error = _one_line(failure)
@@ -262,7 +259,7 @@ def training_run(embedding_file: Path) -> tuple[MlflowClient, str] | None:
     """The client and id of the newest run that trained `embedding_file`, or None if there is none."""
     if not embedding_file.is_file():
         return None
-    client = _client()
+    client = mlflow_client()
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         return None
@@ -311,20 +308,21 @@ def _log_evaluation_files(client: MlflowClient, run_id: str, metrics_file: Path,
         client.log_artifact(run_id, str(path), "evaluation")
 
 
-def complete_run(client: MlflowClient, run_id: str, export_dir: Path | None, metrics_file: Path,
-                 neighbours_file: Path) -> list[str]:
+def complete_run(client: MlflowClient, run_id: str, exports: Callable[[], Path | None],
+                 scores: Callable[[], tuple[Path, Path] | None]) -> list[str]:
     """Give a training's run the exports and scores it lacks; returns what was added.
 
     A training that reproduces its embedding bit for bit (a fresh clone, `dvc repro --force`, a change
     to code that does not change the numbers) gets a new run, but DVC skips export and evaluate: their
-    inputs are unchanged, and so are their outputs, which this copies into the new run.
+    inputs are unchanged, and so are their outputs, which this copies into the new run. `exports` and
+    `scores` give the export folder and the evaluate stage's two files, called only when needed.
     """
     added = []
-    if export_dir is not None and export_dir.is_dir() and not client.list_artifacts(run_id, "embeddings"):
+    if not client.list_artifacts(run_id, "embeddings") and (export_dir := exports()) is not None:
         client.log_artifacts(run_id, str(export_dir), "embeddings")
         added.append("exports")
-    if metrics_file.is_file() and neighbours_file.is_file() and not client.list_artifacts(run_id, "evaluation"):
-        _log_evaluation_files(client, run_id, metrics_file, neighbours_file)
+    if not client.list_artifacts(run_id, "evaluation") and (files := scores()) is not None:
+        _log_evaluation_files(client, run_id, *files)
         added.append("scores")
     return added
 
@@ -348,14 +346,14 @@ def runs_view_url(client: MlflowClient) -> str:
     return f"{ui_url()}/#/experiments/{experiment_id(client)}/runs?{UI_QUERY}&viewStateShareKey={SCORES_VIEW}"
 
 
-def experiment_run(name: str, tags: dict[str, str]) -> tuple[MlflowClient, str] | None:
-    """The run a DVC experiment called `name` trained, tagged with `tags` (e.g. its revision) on the way."""
-    client = _client()
+def flow_run_training(flow_run_id: str, tags: dict[str, str]) -> tuple[MlflowClient, str] | None:
+    """The run a Prefect flow run's experiment trained, if it trained (else None), tagged with `tags`."""
+    client = mlflow_client()
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         return None
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}'", max_results=1)
     if not runs:
         return None
     for key, value in tags.items():

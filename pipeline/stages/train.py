@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
 from functools import partial
 
@@ -50,6 +51,7 @@ def run(params: Params) -> str:
     # One folder per run, named as the run (the DVC experiment) where it has a name.
     tensorboard_dir = layout.project_root() / layout.TENSORBOARD_DIR / (
         os.environ.get("DVC_EXP_NAME") or time.strftime("%Y%m%d-%H%M%S"))
+    shutil.rmtree(tensorboard_dir, ignore_errors=True)  # an earlier try of the same name
     with tracking.TrainTracking(logged_params, {"stage": "train"}) as mlflow_run:
         with atomic_dir(layout.MODEL_DIR) as out_dir:
             result = train_word2vec(

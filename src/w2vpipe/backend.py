@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -27,29 +27,35 @@ STARTUP_NOISE = re.compile("|".join((
 
 @contextlib.contextmanager
 def without_startup_noise() -> Iterator[None]:
-    """Send file descriptor 2 (where C++ writes) to a file for the block, then pass on what is not noise.
-
-    A file, not a pipe: a pipe would need a reader thread, or a burst of output would block the writer.
-    """
+    """Send file descriptor 2 (where C++ writes) through a filter for the block: a thread passes on, as
+    they come, the lines that are not noise, so even a crash's last words reach stderr. (A writer that
+    holds the GIL and writes more than a pipe's 64 KiB at once would block: TensorFlow's start-up writes
+    a few hundred bytes.)"""
     try:
         saved = os.dup(2)
     except OSError:  # no stderr to filter
         yield
         return
-    with tempfile.TemporaryFile() as capture:
+    read_end, write_end = os.pipe()
+
+    def pass_on() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                if not STARTUP_NOISE.search(line.decode("utf-8", "replace")):
+                    os.write(saved, line)
+
+    forwarder = threading.Thread(target=pass_on, name="stderr-filter", daemon=True)
+    forwarder.start()
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
         sys.stderr.flush()
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().splitlines(keepends=True)
-                    if not STARTUP_NOISE.search(line.decode("utf-8", "replace").rstrip())]
-            if kept:
-                os.write(2, b"".join(kept))
+        os.dup2(saved, 2)  # the pipe's last writer gone, the thread reads to its end
+        forwarder.join()
+        os.close(saved)
 
 
 def import_tensorflow() -> ModuleType:

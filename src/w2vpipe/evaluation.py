@@ -69,7 +69,6 @@ class Evaluation:
                 f"{self.analogies.questions:,} questions ({self.analogies.coverage:.0%} covered)")
 
 
-
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """`{"wordsim353_spearman": 0.41, ...}` from `Evaluation.metrics()`: numbers only, for MLflow (a
     missing score is left out)."""

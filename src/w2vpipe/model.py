@@ -21,7 +21,7 @@ TARGET_EMBEDDING = "w2v_embedding"
 CONTEXT_EMBEDDING = "context_embedding"
 
 
-FIXED_SAVE_DATE = "1980-01-01@00:00:00"  # zip's epoch
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
 
 
 def noise_table_size(vocab_size: int) -> int:
@@ -183,7 +183,7 @@ def save_model(model: keras.Model, path: Path) -> None:
                 content = source.read(entry)
                 if entry.filename == "metadata.json":
                     metadata = json.loads(content)
-                    metadata["date_saved"] = FIXED_SAVE_DATE
+                    metadata["date_saved"] = "{:04}-{:02}-{:02}@{:02}:{:02}:{:02}".format(*ZIP_EPOCH)
                     content = json.dumps(metadata).encode()
-                target.writestr(zipfile.ZipInfo(entry.filename, date_time=(1980, 1, 1, 0, 0, 0)), content,
+                target.writestr(zipfile.ZipInfo(entry.filename, date_time=ZIP_EPOCH), content,
                                 compress_type=entry.compress_type)

@@ -14,12 +14,18 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from w2vpipe.errors import PipelineError
 
 DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.025}
+
+
+def _load_yaml(text: str) -> Any:
+    # YAML 1.2, as DVC reads and writes params.yaml: `no` is a word and `1e-3` a number.
+    return YAML(typ="safe", pure=True).load(text)
 
 
 class Section(BaseModel):
@@ -163,14 +169,15 @@ def _one_line(error: ValidationError) -> PipelineError:
     location = [str(part) for part in first["loc"]]
     if first["type"] == "extra_forbidden":
         return _unknown(location)
-    if first["type"] == "model_type":  # a section that is not a mapping
-        return PipelineError(f"params.yaml section {location[0]!r} must be a mapping of key: value")
+    if len(location) < 2:  # a section that is not a mapping
+        return PipelineError(f"params.yaml section {location[0] if location else ''!r} must be a mapping of "
+                             "key: value")
     section, name = location[0], location[1]
     key = f"{section}.{name}"
     field = SECTIONS[section].model_fields[name]
     if first["type"] == "list_type" or (len(location) > 2 and first["type"] == "string_type"):
         first = {**first, "type": "list_type"}  # a word that is not a string: the list is wrong
-    return PipelineError(f"param {key}={first['input']!r} is invalid: "
+    return PipelineError(f"param {key}={yaml_value(first['input']) or repr('')} is invalid: "
                          f"{_rule(first, field.description or '')}; {_fix(key)}")
 
 
@@ -191,7 +198,7 @@ def params_from_dict(raw: Any) -> Params:
     if not isinstance(raw, dict):
         raise PipelineError(f"params.yaml must be a mapping of sections ({', '.join(SECTIONS)})")
     # An empty section (`train:` with every key commented out) reads as null: all its defaults.
-    raw = {section: {} if values is None else values for section, values in raw.items()}
+    raw = {str(section): {} if values is None else values for section, values in raw.items()}
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:
@@ -210,7 +217,7 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
         key, sep, text = assignment.partition("=")
         if not sep or "." not in key:
             raise PipelineError(f"override {assignment!r} is not of the form section.key=value (e.g. train.epochs=5)")
-        overrides[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        overrides[key.strip()] = _load_yaml(text) if text.strip() else None
     return overrides
 
 
@@ -227,8 +234,8 @@ def read_params_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PipelineError(f"{path} not found: run from the project root, where params.yaml lives")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
+        raw = _load_yaml(path.read_text(encoding="utf-8"))
+    except YAMLError as error:
         first_line = str(error).splitlines()[0]
         raise PipelineError(f"{path} is not valid YAML ({first_line}): fix its syntax") from error
     return raw or {}
@@ -245,12 +252,25 @@ def flatten(params: Params) -> dict[str, Any]:
 
 
 def yaml_value(value: Any) -> str:
-    """A value as params.yaml and `-S` write it: null, true, 0.03, [king, queen]."""
+    """A value as params.yaml shows it: null, true, 0.03, [king, queen]."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
         return "[" + ", ".join(yaml_value(item) for item in value) + "]"
     return json.dumps(value)
+
+
+def override(key: str, value: Any) -> str:
+    """`dvc exp run -S` for one param: `++` also sets a key params.yaml leaves out; strings quoted, so
+    Hydra's grammar leaves `=`, `,` and `no` alone."""
+    def hydra(item: Any) -> str:
+        if isinstance(item, str):
+            return "'" + item.replace("'", "\\'") + "'"
+        if isinstance(item, list):
+            return "[" + ",".join(hydra(element) for element in item) + "]"
+        return json.dumps(item)
+
+    return f"++{key}={hydra(value)}"
 
 
 def changed_params(params: Params, baseline: Params) -> dict[str, Any]:
