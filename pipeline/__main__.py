@@ -44,8 +44,8 @@ def _repro(force: bool) -> None:
         if added:
             print(f"(the embedding is bit for bit the one DVC recorded: its {' and '.join(added)} added to the "
                   "new MLflow run)", flush=True)
-        links.append(f"MLflow run {tracking.run_link(*found)}; every run, scores as columns: "
-                     f"{tracking.runs_view_url(found[0])} (`make ui-mlflow` serves them)")
+        links.append(f"MLflow run {tracking.run_link(*found)}; [every run, scores as columns]"
+                     f"({tracking.runs_view_url(found[0])}) (`make ui-mlflow` serves them)")
     print("\n" + report.summary_markdown("word2vec pipeline", stages, changed_params(params, Params()),
                                          report.read_results(report.workspace_file), links))
 

@@ -112,7 +112,8 @@ def _run_experiment(params: Params, name: str, flow_run_id: str) -> dict[str, An
         with tempfile.TemporaryDirectory() as scratch:
             tracking.complete_run(*found, lambda: _experiment_exports(revision, Path(scratch)),
                                   lambda: _experiment_scores(revision, Path(scratch)))
-        links.append(f"MLflow run {tracking.run_link(*found)}; every run: {tracking.runs_view_url(found[0])}")
+        links.append(f"MLflow run {tracking.run_link(*found)}; [every run, scores as columns]"
+                     f"({tracking.runs_view_url(found[0])})")
     else:
         links.append("no new MLflow run: DVC restored the training from its run cache, so the run that first "
                      "trained these params holds its history")
