@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import http.server
+import lzma
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import SHAKESPEARE_SHA256, free_port
 from w2vpipe.corpus import TransientDownloadError, check_corpus_text, fetch_corpus
 from w2vpipe.errors import PipelineError
+from w2vpipe.vocabulary import iter_line_blocks
 
 BODY = b"First Citizen:\nBefore we proceed any further, hear me speak.\n"
 
@@ -144,3 +149,36 @@ def test_non_utf8_position_is_right_across_chunks(tmp_path: Path) -> None:
     corpus.write_bytes(data + b"abc\xfe\n")
     with pytest.raises(PipelineError, match=rf"line 10001, column 4 \(byte offset {len(data) + 3}\)"):
         check_corpus_text(corpus)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress, lambda data: data],
+                         ids=["gzip", "bz2", "xz", "plain"])
+def test_compressed_corpora_are_read_as_text_and_a_bom_is_dropped(tmp_path: Path, compress: Any) -> None:
+    text = "\ufeffThe king is dead.\r\nLong live the queen!\n\nfinis"
+    corpus = tmp_path / "corpus.txt.x"
+    corpus.write_bytes(compress(text.encode("utf-8")))
+    fetched = fetch_corpus(str(corpus), tmp_path / "out")
+    assert fetched.sha256 == hashlib.sha256(corpus.read_bytes()).hexdigest()  # the file as stored
+    assert list(iter_line_blocks(fetched.path, 10)) == [["The king is dead.", "Long live the queen!", "finis"]]
+
+
+def test_a_damaged_archive_a_folder_and_a_nameless_url_get_one_line(tmp_path: Path) -> None:
+    damaged = tmp_path / "corpus.txt.gz"
+    archive = gzip.compress(" ".join(f"word{number}" for number in range(50_000)).encode())
+    damaged.write_bytes(archive[: len(archive) // 2])  # cut off mid-stream
+    with pytest.raises(PipelineError, match="is a damaged gzip file .*: fetch it again"):
+        fetch_corpus(str(damaged), tmp_path / "out")
+    with pytest.raises(PipelineError, match="is a folder: point it at a text file inside it"):
+        fetch_corpus(str(tmp_path), tmp_path / "out")
+    with pytest.raises(PipelineError, match="does not end in a file name"):
+        fetch_corpus("https://example.com/data/..", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_params_yaml_syntax_errors_name_line_and_column(tmp_path: Path) -> None:
+    from w2vpipe.params import load_params
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  epochs: 5\n  window: [2, 3\n")
+    with pytest.raises(PipelineError, match=r"not valid YAML at line \d+, column \d+ \(.+\): fix its syntax"):
+        load_params(bad)

@@ -83,9 +83,8 @@ def run(params: Params) -> str:
         sentences = sum(result[0] for result in results)
         pairs = sum(result[1] for result in results)
         if pairs == 0:
-            raise PipelineError(
-                "the corpus gave no training examples: use a larger corpus or set examples.subsample: false"
-            )
+            advice = " or set examples.subsample: false" if params.examples.subsample else ""
+            raise PipelineError(f"the corpus gave no training examples: use a larger corpus{advice}")
         stats = {"sentences": sentences, "pairs": pairs, "shards": len(shards), "num_ns": params.examples.num_ns,
                  "negatives": params.examples.negatives, "architecture": params.train.architecture,
                  "validation_sentences": sum(result[0] for result in validation),

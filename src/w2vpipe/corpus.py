@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import gzip
 import hashlib
 import http.client
+import io
+import lzma
 import os
 import re
 import shutil
@@ -13,9 +17,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_file
@@ -43,7 +49,7 @@ class FetchResult:
 def corpus_filename(url: str) -> str:
     """The file name the corpus is stored under: the last part of the URL or path."""
     name = Path(urllib.parse.urlparse(url).path if "://" in url else url).name
-    if not name:
+    if name in ("", ".", ".."):
         raise PipelineError(f"corpus.url {url!r} does not end in a file name: point it at a text file")
     return name
 
@@ -78,6 +84,8 @@ def fetch_corpus(
         elif parsed.scheme in ("", "file"):
             source = "local"
             local = Path(urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url)
+            if local.is_dir():
+                raise PipelineError(f"corpus.url {local} is a folder: point it at a text file inside it")
             if not local.is_file():
                 raise PipelineError(f"corpus file {local} does not exist: fix corpus.url in params.yaml")
             shutil.copyfile(local, tmp)
@@ -150,19 +158,52 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Compressed corpora are read as they are stored, streamed: the checksum stays the file's own.
+COMPRESSIONS: dict[bytes, tuple[str, Callable[[Path], BinaryIO]]] = {
+    b"\x1f\x8b": ("gzip", lambda path: gzip.open(path, "rb")),
+    b"BZh": ("bz2", lambda path: bz2.open(path, "rb")),
+    b"\xfd7zXZ\x00": ("xz", lambda path: lzma.open(path, "rb")),
+}
+
+
+@contextmanager
+def open_corpus(path: Path, display_name: str | None = None) -> Iterator[BinaryIO]:
+    """The corpus's bytes, decompressed if it is a gzip, bz2 or xz file; a damaged archive is one line."""
+    with path.open("rb") as probe:
+        head = probe.read(6)
+    compression, opener = next(((name, opener) for magic, (name, opener) in COMPRESSIONS.items()
+                                if head.startswith(magic)), (None, lambda path: path.open("rb")))
+    try:
+        with opener(path) as stream:
+            yield stream
+    except (OSError, EOFError, lzma.LZMAError) as error:
+        if compression is None:
+            raise
+        raise PipelineError(f"corpus {display_name or path} is a damaged {compression} file ({error}): fetch it "
+                            "again (dvc repro -f download) or fix corpus.url") from error
+
+
+@contextmanager
+def open_corpus_text(path: Path) -> Iterator[TextIO]:
+    """The corpus as text: decompressed, UTF-8, a byte-order mark dropped, line ends kept as they are."""
+    with open_corpus(path) as stream:
+        yield io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+
+
 def check_corpus_text(path: Path, display_name: str | None = None) -> None:
-    """Fail unless `path` is UTF-8 text holding at least one word after standardization.
+    """Fail unless `path` is UTF-8 text (compressed or not) holding at least one word after
+    standardization.
 
     Reads in chunks, so memory stays flat for any corpus size; a decoding error names the
-    line, column and byte offset.
+    line, column and byte offset (in the decompressed text).
     """
     name = display_name or str(path)
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
     offset = 0
     line = 1
     line_start = 0
     has_word = False
-    with path.open("rb") as file:
+    with open_corpus(path, name) as file:
         while True:
             chunk = file.read(CHUNK_BYTES)
             try:

@@ -236,8 +236,10 @@ def read_params_file(path: Path) -> dict[str, Any]:
     try:
         raw = _load_yaml(path.read_text(encoding="utf-8"))
     except YAMLError as error:
-        first_line = str(error).splitlines()[0]
-        raise PipelineError(f"{path} is not valid YAML ({first_line}): fix its syntax") from error
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise PipelineError(f"{path} is not valid YAML{where} ({problem}): fix its syntax") from error
     return raw or {}
 
 

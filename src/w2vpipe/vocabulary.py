@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from w2vpipe.backend import import_tensorflow
+from w2vpipe.corpus import open_corpus_text
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_file, load_shard, save_shard
 
@@ -51,7 +52,7 @@ def iter_line_blocks(corpus_path: Path, block_lines: int) -> Iterator[list[str]]
     """The corpus's non-empty lines, split as `tf.data.TextLineDataset` splits them, `block_lines`
     at a time: memory stays bounded whatever the corpus size."""
     block: list[str] = []
-    with corpus_path.open(encoding="utf-8", newline="") as corpus:
+    with open_corpus_text(corpus_path) as corpus:
         for raw in corpus:
             line = raw.removesuffix("\n").removesuffix("\r")
             if line:
