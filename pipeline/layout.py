@@ -3,8 +3,11 @@
 import os
 from pathlib import Path
 
+import numpy as np
+
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import shard_name
+from w2vpipe.files import SHARD_GLOB, shard_name
+from w2vpipe.skipgrams import check_examples_shard
 
 PARAMS_FILE = Path("params.yaml")
 CORPUS_DIR = Path("data/corpus")
@@ -41,6 +44,31 @@ def project_root() -> Path:
 def shard_dir(root: Path, index: int, validation: bool = False) -> Path:
     """Where shard `index` of a sharded output lives (its held-out lines' shard, with `validation`)."""
     return root / (VALIDATION_DIR_NAME if validation else "") / shard_name(index)
+
+
+def check_example_shards(vocab_size: int, stats: dict[str, int]) -> None:
+    """Every example shard sound, and as many rows as the examples stage counted (before TensorFlow loads)."""
+    fix = f"rebuild the examples (dvc repro -f examples) or restore them (dvc checkout {EXAMPLES_DIR})"
+    for validation, total in ((False, "pairs"), (True, "validation_pairs")):
+        root = EXAMPLES_DIR / VALIDATION_DIR_NAME if validation else EXAMPLES_DIR
+        rows = sum(check_examples_shard(shard, vocab_size, fix) for shard in sorted(root.glob(SHARD_GLOB)))
+        if rows != stats.get(total, rows):
+            raise PipelineError(f"{root} holds {rows:,} examples but its stats.json counts {stats[total]:,}: {fix}")
+
+
+def load_embedding(vocabulary: list[str]) -> np.ndarray:
+    """The trained embedding, checked against the vocabulary it belongs to."""
+    require_input(EMBEDDING_FILE, "train")
+    try:
+        weights = np.load(EMBEDDING_FILE)
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{EMBEDDING_FILE} is damaged ({error}): retrain (dvc repro -f train) or restore it "
+                            f"(dvc checkout {MODEL_DIR})") from None
+    if weights.ndim != 2 or len(weights) != len(vocabulary):
+        raise PipelineError(f"{EMBEDDING_FILE} has {len(weights):,} rows but {VOCABULARY_FILE} has "
+                            f"{len(vocabulary):,} tokens: they come from different runs; restore both (dvc checkout) "
+                            "or retrain (dvc repro -f train)")
+    return weights
 
 
 def require_input(path: Path, producer: str) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -102,3 +105,69 @@ def test_unreachable_tracking_server_fails_before_training(workdir: Path) -> Non
     assert "MLflow tracking failed" in line and "check MLFLOW_TRACKING_URI=http://127.0.0.1:" in line
     assert "Epoch 1/" not in result.stdout  # it stopped before training
     assert not (workdir / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def examples_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny corpus through download, vectorize and examples: sound shards to damage."""
+    root = tmp_path_factory.mktemp("examples-made")
+    shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
+    (root / "tiny.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 40)
+    set_params(root, corpus__url=str(root / "tiny.txt"), corpus__sha256=None, examples__subsample=False,
+               train__batch_size=16, vectorize__validation_fraction=0.0)
+    for name in ("download", "vectorize", "examples"):
+        assert stage(root, name).returncode == 0
+    return root
+
+
+def half_ids_out_of_range(path: Path) -> None:
+    array = np.load(path)
+    array[: len(array) // 2] = 10**6
+    np.save(path, array)
+
+
+def first_half_only(path: Path) -> None:
+    array = np.load(path)
+    np.save(path, array[: len(array) // 2])
+
+
+def cut_mid_file(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (half_ids_out_of_range, "holds ids outside the vocabulary of"),
+    (first_half_only, "input rows but"),
+    (cut_mid_file, "is missing or damaged"),
+])
+def test_damaged_example_shards_stop_training_before_tensorflow_loads(
+        examples_made: Path, tmp_path: Path, damage: Any, message: str) -> None:
+    workdir = tmp_path / "project"
+    shutil.copytree(examples_made, workdir)
+    damage(workdir / "data" / "examples" / "shard-00000" / "outputs.npy")
+    result = stage(workdir, "train")
+    line = one_line_error(result)
+    assert "data/examples/shard-00000" in line and message in line and "dvc repro -f examples" in line
+    assert "Epoch" not in result.stdout and not (workdir / "mlflow.db").exists()  # no training, no run
+
+
+def test_a_shard_missing_from_the_count_is_caught(examples_made: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "project"
+    shutil.copytree(examples_made, workdir)
+    stats_file = workdir / "data" / "examples" / "stats.json"
+    stats = json.loads(stats_file.read_text())
+    stats_file.write_text(json.dumps({**stats, "pairs": stats["pairs"] + 7}))
+    line = one_line_error(stage(workdir, "train"))
+    assert "examples but its stats.json counts" in line
+
+
+def test_a_vocabulary_that_does_not_match_the_embedding_stops_export(examples_made: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "project"
+    shutil.copytree(examples_made, workdir)
+    vocabulary = (workdir / "data" / "vectorized" / "vocab.txt").read_text().splitlines(keepends=True)
+    (workdir / "models").mkdir()
+    np.save(workdir / "models" / "w2v_embedding.npy", np.zeros((len(vocabulary), 8), np.float32))
+    (workdir / "data" / "vectorized" / "vocab.txt").write_text("".join(vocabulary[:5]))
+    line = one_line_error(stage(workdir, "export"))
+    assert f"has {len(vocabulary)} rows but data/vectorized/vocab.txt has 5 tokens" in line
+    assert not (workdir / "exports").exists()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-import numpy as np
-
 from pipeline import layout, tracking
 from w2vpipe.evaluation import evaluate_embeddings
 from w2vpipe.files import atomic_file
@@ -17,8 +15,7 @@ from w2vpipe.vocabulary import load_vocabulary
 
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
-    layout.require_input(layout.EMBEDDING_FILE, "train")
-    weights = np.load(layout.EMBEDDING_FILE)
+    weights = layout.load_embedding(vocabulary)
     evaluation = evaluate_embeddings(vocabulary, weights, params.evaluate.probe_words, params.evaluate.neighbours)
     neighbours = {"neighbours": {word: [asdict(neighbour) for neighbour in nearest]
                                  for word, nearest in evaluation.neighbours.items()},

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from pipeline import layout, tracking
 from w2vpipe.export import write_projector_files
 from w2vpipe.files import atomic_dir
@@ -13,8 +11,7 @@ from w2vpipe.vocabulary import load_vocabulary
 
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
-    layout.require_input(layout.EMBEDDING_FILE, "train")
-    weights = np.load(layout.EMBEDDING_FILE)
+    weights = layout.load_embedding(vocabulary)
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME)
     run_id = tracking.log_export(layout.EMBEDDING_FILE, layout.EXPORT_DIR)

@@ -43,6 +43,7 @@ def run(params: Params) -> str:
             raise PipelineError(f"the examples were made with {key} {stats.get(key)} but params.yaml asks for "
                                 f"{wanted}: rerun the examples stage (dvc repro examples)")
     check_trainable(stats["pairs"], params.train)
+    layout.check_example_shards(len(counts), stats)
     shards = training_shards(params, counts)
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"
