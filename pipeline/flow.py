@@ -19,11 +19,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.states import Completed, Failed, State
 
 from pipeline import layout, report, tracking
 from pipeline.dvc_run import OUTCOMES, DvcProcess, git, stage_env
+from w2vpipe.corpus import allowed_dirs_from_env, check_allowed_source
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import (
     CorpusParams,
@@ -74,6 +75,8 @@ def word2vec_pipeline(
     try:
         params = params_from_dict(Params(corpus=corpus, vectorize=vectorize, examples=examples, train=train,
                                          evaluate=evaluate).model_dump())  # the checks across sections
+        if deployment.get_id():  # whoever may start a run in the UI chooses corpus.url: a trust boundary
+            check_allowed_source(params.corpus.url, allowed_dirs_from_env())
         return _run_experiment(params, str(flow_run.get_name()), str(flow_run.get_id()))
     except PipelineError as error:
         return Failed(message=str(error))  # one line for the user, not a traceback

@@ -58,6 +58,24 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{layout.project_root() / 'mlflow.db'}"
 
 
+def check_store(timeout_seconds: float = 5.0) -> None:
+    """Fail in seconds, with one line, when the tracking server does not answer (MLflow's own client
+    retries for minutes); an embedded SQLite store needs no check."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_seconds):
+            pass
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise PipelineError(f"the MLflow tracking server {uri} does not answer ({reason}): start it, or unset "
+                            "MLFLOW_TRACKING_URI to track into the project's mlflow.db") from None
+
+
 def mlflow_client() -> MlflowClient:
     from mlflow import MlflowClient
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import SHAKESPEARE_SHA256, free_port
-from w2vpipe.corpus import TransientDownloadError, check_corpus_text, fetch_corpus
+from w2vpipe.corpus import TransientDownloadError, check_allowed_source, check_corpus_text, fetch_corpus
 from w2vpipe.errors import PipelineError
 from w2vpipe.vocabulary import iter_line_blocks
 
@@ -182,3 +182,16 @@ def test_params_yaml_syntax_errors_name_line_and_column(tmp_path: Path) -> None:
     bad.write_text("train:\n  epochs: 5\n  window: [2, 3\n")
     with pytest.raises(PipelineError, match=r"not valid YAML at line \d+, column \d+ \(.+\): fix its syntax"):
         load_params(bad)
+
+
+def test_served_runs_read_only_http_and_the_allowed_folders(tmp_path: Path) -> None:
+    allowed = tmp_path / "corpora"
+    allowed.mkdir()
+    (allowed / "a.txt").write_text("some words\n")
+    check_allowed_source("https://example.com/a.txt", [])
+    check_allowed_source(str(allowed / "a.txt"), [allowed])
+    check_allowed_source((allowed / "a.txt").as_uri(), [allowed])
+    (allowed / "escape.txt").symlink_to("/etc/passwd")
+    for outside in ("file:///etc/passwd", str(allowed / "escape.txt"), str(allowed / ".." / "b.txt")):
+        with pytest.raises(PipelineError, match="may read only http\\(s\\) URLs and files under"):
+            check_allowed_source(outside, [allowed])

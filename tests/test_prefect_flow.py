@@ -167,6 +167,15 @@ def test_served_deployment_has_a_typed_form_and_queues_its_runs(project: Path, p
             assert mlflow_run.data.params["train.epochs"] == str(flow_run["parameters"]["train"]["epochs"])
         first, second = sorted(flow_runs, key=lambda flow_run: flow_run["start_time"])
         assert datetime.fromisoformat(first["end_time"]) <= datetime.fromisoformat(second["start_time"])
+
+        # Whoever can start a run in the UI chooses corpus.url: a deployment reads no local file by default.
+        result = run([str(VENV_BIN / "prefect"), "deployment", "run", "word2vec-pipeline/test", "--params",
+                      json.dumps({"corpus": {"url": "file:///etc/passwd", "sha256": None}})], project, env)
+        flow_run_id = next(line.split()[-1] for line in result.stdout.splitlines() if "UUID" in line)
+        refused = wait_for(prefect_server, flow_run_id, time.monotonic() + 120)
+        assert refused["state_type"] == "FAILED"
+        assert "may read only http(s) URLs and files under W2V_SERVE_ALLOWED_DIRS" in refused["state"]["message"]
+        assert refused["name"] not in experiment_names(project)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -44,6 +44,7 @@ def run(params: Params) -> str:
                                 f"{wanted}: rerun the examples stage (dvc repro examples)")
     check_trainable(stats["pairs"], params.train)
     layout.check_example_shards(len(counts), stats)
+    tracking.check_store()
     shards = training_shards(params, counts)
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"

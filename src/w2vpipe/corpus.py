@@ -27,6 +27,8 @@ from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_file
 
 MIRROR_ENV = "W2V_CORPUS_MIRROR"
+# Folders whose files a served deployment's runs may read (os.pathsep-separated); set by the operator.
+ALLOWED_DIRS_ENV = "W2V_SERVE_ALLOWED_DIRS"
 DOWNLOAD_FAILED = "could not download"
 CHUNK_BYTES = 1 << 20
 # The tutorial's standardization (lowercase, strip ASCII punctuation), as a Python regex.
@@ -52,6 +54,31 @@ def corpus_filename(url: str) -> str:
     if name in ("", ".", ".."):
         raise PipelineError(f"corpus.url {url!r} does not end in a file name: point it at a text file")
     return name
+
+
+def local_path(url: str) -> Path | None:
+    """The file a `file://` URL or a plain path names; None for http(s)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        return None
+    return Path(urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url)
+
+
+def check_allowed_source(url: str, allowed_dirs: list[Path]) -> None:
+    """Fail unless `url` is http(s) or a file inside one of `allowed_dirs` (links resolved first)."""
+    path = local_path(url)
+    if path is None:
+        return
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(folder.resolve()) for folder in allowed_dirs):
+        folders = ", ".join(str(folder) for folder in allowed_dirs) or "none"
+        raise PipelineError(f"corpus.url {url} is a local file, and runs started from the deployment may read only "
+                            f"http(s) URLs and files under {ALLOWED_DIRS_ENV} (now: {folders}): use an http(s) URL, "
+                            f"or ask the operator to restart `serve` with the folder in {ALLOWED_DIRS_ENV}")
+
+
+def allowed_dirs_from_env() -> list[Path]:
+    return [Path(folder) for folder in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep) if folder]
 
 
 def fetch_corpus(
@@ -83,7 +110,8 @@ def fetch_corpus(
             attempts = _download_with_retries(url, tmp, retries, backoff_seconds, timeout_seconds, mirror, log)
         elif parsed.scheme in ("", "file"):
             source = "local"
-            local = Path(urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url)
+            local = local_path(url)
+            assert local is not None
             if local.is_dir():
                 raise PipelineError(f"corpus.url {local} is a folder: point it at a text file inside it")
             if not local.is_file():
