@@ -82,10 +82,14 @@ def test_checksum_mismatch_fails_and_leaves_nothing(server: CorpusServer, tmp_pa
     assert no_leftovers(tmp_path / "out")
 
 
-def test_transient_errors_are_retried_with_backoff(server: CorpusServer, tmp_path: Path) -> None:
+def test_transient_errors_are_retried_with_backoff(server: CorpusServer, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: list[float] = []
+    monkeypatch.setattr("w2vpipe.corpus.time.sleep", delays.append)  # the waits, recorded instead of slept
     server.failures = 2
-    result = fetch_corpus(url(server, "flaky.txt"), tmp_path / "out", backoff_seconds=0.01, log=lambda _: None)
+    result = fetch_corpus(url(server, "flaky.txt"), tmp_path / "out", backoff_seconds=0.25, log=lambda _: None)
     assert result.attempts == 3
+    assert delays == [0.25, 0.5]  # exponential backoff
     assert result.path.read_bytes() == BODY
 
 
