@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ log lines (a CUDA probe's "error" on a machine without GPU among them) bury
     # the stage's own; its real failures still surface as Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # SIGTERM (`kill`, a scheduler's stop) unwinds like Ctrl-C: temporary files go, the MLflow run ends KILLED.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         if args.command in layout.STAGES:
             _run_stage(args.command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,12 +153,34 @@ def run_tags() -> dict[str, str]:
     return tags
 
 
+HOST_TAG, PID_TAG = "w2v.host", "w2v.pid"
+
+
+def mark_dead_runs(client: MlflowClient, experiment: str) -> list[str]:
+    """Runs left RUNNING by a training killed on this host (its process is gone): marked KILLED."""
+    host = socket.gethostname()
+    runs = client.search_runs([experiment], filter_string=f"attributes.status = 'RUNNING' and "
+                                                          f"tags.`{HOST_TAG}` = '{host}'")
+    dead = []
+    for run in runs:
+        try:
+            os.kill(int(run.data.tags[PID_TAG]), 0)
+        except ProcessLookupError:
+            client.set_terminated(run.info.run_id, "KILLED")
+            dead.append(run.info.run_id)
+        except (KeyError, ValueError, PermissionError):  # no pid, or a live process of another user
+            continue
+    return dead
+
+
 def _start_run(client: MlflowClient, flat_params: dict[str, Any], extra_tags: dict[str, str]) -> str:
     from mlflow.entities import Param
 
+    experiment = experiment_id(client)
+    for run_id in mark_dead_runs(client, experiment):
+        print(f"MLflow run {run_id} was left RUNNING by a killed training: marked KILLED", flush=True)
     # Named after the DVC experiment (and so the Prefect flow run that started it); else MLflow names it.
-    run = client.create_run(experiment_id(client), tags={**run_tags(), **extra_tags},
-                            run_name=os.environ.get("DVC_EXP_NAME"))
+    run = client.create_run(experiment, tags={**run_tags(), **extra_tags}, run_name=os.environ.get("DVC_EXP_NAME"))
     client.log_batch(run.info.run_id, params=[Param(key, yaml_value(value)) for key, value in flat_params.items()])
     return run.info.run_id
 
@@ -227,6 +250,8 @@ class TrainTracking:
         context = multiprocessing.get_context("spawn")  # no fork of a process that may hold TF threads
         self._connection, child_end = context.Pipe()
         os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())  # the child resolves the same store
+        # The stage's own process: while it lives, its run is not dead (see `mark_dead_runs`).
+        tags = {**tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
         self._process = context.Process(target=_train_tracking_worker, args=(child_end, flat_params, tags),
                                         name="mlflow-tracking", daemon=True)
         self._process.start()
@@ -265,7 +290,8 @@ class TrainTracking:
 
     def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         try:
-            self._ask("end", "FINISHED" if error_type is None else "FAILED")
+            stopped = error_type is not None and issubclass(error_type, (KeyboardInterrupt, SystemExit))
+            self._ask("end", "FINISHED" if error_type is None else "KILLED" if stopped else "FAILED")
         except PipelineError:
             if error_type is None:
                 raise

@@ -172,3 +172,40 @@ def test_a_vocabulary_that_does_not_match_the_embedding_stops_export(examples_ma
     line = one_line_error(stage(workdir, "export"))
     assert f"has {len(vocabulary)} rows but data/vectorized/vocab.txt has 5 tokens" in line
     assert not (workdir / "exports").exists()
+
+
+def test_killed_trainings_leave_no_running_mlflow_run_and_no_temporaries(examples_made: Path,
+                                                                         tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    workdir = tmp_path / "project"
+    shutil.copytree(examples_made, workdir)
+    set_params(workdir, train__epochs=500)
+    env = tool_env(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+
+    def train_until_epoch_3() -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline", "train"], cwd=workdir, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Epoch 3/"):
+                return process
+        raise AssertionError(f"training ended before epoch 3 ({process.wait()})")
+
+    def statuses() -> list[str]:
+        client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("word2vec").experiment_id],
+                                  order_by=["attributes.start_time ASC"])
+        return [run.info.status for run in runs]
+
+    stopped = train_until_epoch_3()
+    stopped.terminate()  # SIGTERM: unwinds, the run ends KILLED at once
+    assert stopped.wait(timeout=120) == 128 + 15
+    killed = train_until_epoch_3()
+    killed.kill()  # kill -9: nothing runs, the run stays RUNNING and the temporary folder stays
+    killed.wait(timeout=60)
+    assert statuses() == ["KILLED", "RUNNING"] and list(workdir.glob(".models.*.tmp"))
+    set_params(workdir, train__epochs=1)
+    assert stage(workdir, "train").returncode == 0  # the next training cleans up after the dead one
+    assert statuses() == ["KILLED", "KILLED", "FINISHED"]
+    assert not list(workdir.glob(".models.*.tmp")) and (workdir / "models" / "w2v_embedding.npy").is_file()

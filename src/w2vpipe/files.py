@@ -43,8 +43,14 @@ def atomic_file(final: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `final`; swap it in for `final` on success."""
+    """Yield an empty temporary directory beside `final`; swap it in for `final` on success.
+
+    Leftovers of a process killed mid-write (`kill -9` runs no cleanup) are removed first: DVC runs one
+    stage at a time in a checkout, so no other writer owns them.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in final.parent.glob(f".{final.name}.*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     tmp.chmod(0o777 & ~_umask())
     try:
