@@ -93,6 +93,19 @@ def test_second_repro_runs_nothing(project: Path) -> None:
     assert "didn't change, skipping" in result.stdout
 
 
+def test_a_failed_stage_keeps_the_git_tracked_metrics(project: Path) -> None:
+    params_text = (project / "params.yaml").read_text()
+    metrics = {name: (project / "metrics" / name).read_bytes() for name in
+               ("train.json", "train_history.csv", "evaluate.json", "neighbours.json")}
+    (project / "params.yaml").write_text(params_text.replace("batch_size: 1024", "batch_size: 100000000"))
+    try:
+        result = run(["dvc", "repro"], project, check=False)
+        assert result.returncode != 0 and "lower train.batch_size" in result.stdout + result.stderr
+        assert {name: (project / "metrics" / name).read_bytes() for name in metrics} == metrics
+    finally:
+        (project / "params.yaml").write_text(params_text)
+
+
 def test_changing_epochs_reruns_train_export_and_evaluate_only(project: Path) -> None:
     result = run(["dvc", "exp", "run", "-S", f"train.epochs={EPOCHS + 1}"], project)
     assert ran_stages(result.stdout) == ["train", "export", "evaluate"]
