@@ -154,6 +154,17 @@ def test_drawn_negatives_follow_the_noise_distribution() -> None:
     np.testing.assert_allclose(observed, probabilities, atol=0.01)
 
 
+def test_a_negative_equal_to_the_true_word_is_replaced_by_a_word_never_padding() -> None:
+    from w2vpipe.model import Word2Vec
+
+    model = Word2Vec(vocab_size=6, embedding_dim=2, num_ns=3, seed=1)
+    model.set_noise(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0]))  # every draw is the last word...
+    negatives = np.asarray(model.negatives_for(np.full((1000, 1), 5, dtype="int32")))
+    assert (negatives == 1).all()  # ...the true word of every row: replaced, and never by padding (0)
+    negatives = np.asarray(model.negatives_for(np.full((1000, 1), 2, dtype="int32")))
+    assert (negatives == 5).all()  # a draw unequal to the true word stays
+
+
 def test_projector_files_load_in_tensorboards_projector(tmp_path: Path) -> None:
     from google.protobuf import text_format
     from tensorboard.plugins.projector import projector_config_pb2, projector_plugin
