@@ -299,18 +299,22 @@ class TrainTracking:
             self._process.join(timeout=60)
 
 
-def training_run(embedding_file: Path) -> tuple[MlflowClient, str] | None:
-    """The client and id of the newest run that trained `embedding_file`, or None if there is none."""
-    if not embedding_file.is_file():
-        return None
+def _newest_run_tagged(tag: str, value: str) -> tuple[MlflowClient, str] | None:
+    """The client and id of the newest run of the experiment with `tag` = `value`, or None."""
     client = mlflow_client()
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         return None
-    runs = client.search_runs([experiment.experiment_id],
-                              filter_string=f"tags.`{EMBEDDING_TAG}` = '{file_sha256(embedding_file)}'",
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return (client, runs[0].info.run_id) if runs else None
+
+
+def training_run(embedding_file: Path) -> tuple[MlflowClient, str] | None:
+    """The client and id of the newest run that trained `embedding_file`, or None if there is none."""
+    if not embedding_file.is_file():
+        return None
+    return _newest_run_tagged(EMBEDDING_TAG, file_sha256(embedding_file))
 
 
 def log_export(embedding_file: Path, export_dir: Path) -> str | None:
@@ -392,14 +396,8 @@ def runs_view_url(client: MlflowClient) -> str:
 
 def flow_run_training(flow_run_id: str, tags: dict[str, str]) -> tuple[MlflowClient, str] | None:
     """The run a Prefect flow run's experiment trained, if it trained (else None), tagged with `tags`."""
-    client = mlflow_client()
-    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
-    if experiment is None:
-        return None
-    runs = client.search_runs([experiment.experiment_id],
-                              filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}'", max_results=1)
-    if not runs:
-        return None
-    for key, value in tags.items():
-        client.set_tag(runs[0].info.run_id, key, value)
-    return client, runs[0].info.run_id
+    found = _newest_run_tagged("prefect.flow_run_id", flow_run_id)
+    if found is not None:
+        for key, value in tags.items():
+            found[0].set_tag(found[1], key, value)
+    return found
