@@ -64,7 +64,7 @@ def step_rate(examples: Examples, counts: np.ndarray, optimizer: str, stored: bo
         dataset = (tf.data.Dataset.from_tensor_slices(((examples.inputs, examples.outputs), labels))
                    .batch(batch, drop_remainder=True).cache().repeat())
     else:
-        dataset = make_dataset([examples], batch, 0, 1 + NUM_NS, template=examples)
+        dataset = make_dataset([examples], batch, steps, 0, 1 + NUM_NS, template=examples)
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)  # compile
     started = time.perf_counter()
     model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0)
@@ -81,7 +81,7 @@ def main() -> None:
     for optimizer, stored in CONFIGS[2:] if args.only_per_batch else CONFIGS:
         examples, counts = synthetic(args.pairs, stored)
         steps = len(examples) // args.batch_size
-        dataset = make_dataset([examples], args.batch_size, 0, 1 + NUM_NS, template=examples)
+        dataset = make_dataset([examples], args.batch_size, steps, 0, 1 + NUM_NS, template=examples)
         input_alone = steps * args.batch_size / drain(dataset, steps)
         step_alone = step_rate(examples, counts, optimizer, stored, args.batch_size, cached=True)
         together = step_rate(examples, counts, optimizer, stored, args.batch_size, cached=False)

@@ -10,7 +10,7 @@ import pytest
 from w2vpipe.export import write_projector_files
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import Examples, make_examples, noise_probabilities
-from w2vpipe.training import train_word2vec
+from w2vpipe.training import TrainResult, train_word2vec
 from w2vpipe.vocabulary import (
     Sentences,
     adapt_vectorizer,
@@ -141,6 +141,55 @@ def test_negatives_drawn_per_batch_with_sparse_sgd_learn(vectorized: tuple[list[
                             noise=noise_probabilities(noise, counts), verbose=0)
     assert result.history["loss"][-1] < result.history["loss"][0]
     assert result.history["accuracy"][-1] > 0.35  # the positive outscores 4 drawn negatives (chance: 0.2)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_training_killed_mid_way_resumes_to_the_same_weights(vectorized: tuple[list[str], Sentences],
+                                                                tmp_path: Path) -> None:
+    """The default recipe (per-batch negatives, decaying SGD): epochs 0-1 finish, the process "dies" in
+    epoch 2's hook; the rerun trains epochs 2-3 only, to the weights of an unbroken training."""
+    examples, counts = examples_for(vectorized, store_negatives=False)
+    halves = [Examples(examples.inputs[:3000], examples.outputs[:3000]),
+              Examples(examples.inputs[3000:], examples.outputs[3000:])]
+    params = TrainParams(embedding_dim=16, batch_size=256, epochs=4, optimizer="sgd")
+    noise = noise_probabilities("unigram", counts)
+
+    def train(**options: object) -> TrainResult:
+        return train_word2vec(halves, len(examples), len(counts), params, num_ns=4, noise=noise, verbose=0,
+                              **options)  # type: ignore[arg-type]
+
+    def die_after_epoch_1(epoch: int, logs: dict[str, float]) -> None:
+        if epoch == 1:
+            raise Interrupted
+
+    unbroken = train()
+    with pytest.raises(Interrupted):
+        train(checkpoint_dir=tmp_path, on_epoch_end=die_after_epoch_1)
+    assert (tmp_path / "backup").is_dir()
+    seen: list[int] = []
+    resumed = train(checkpoint_dir=tmp_path, on_epoch_end=lambda epoch, logs: seen.append(epoch))
+    assert resumed.first_epoch == 2 and seen == [2, 3]
+    np.testing.assert_array_equal(np.asarray(resumed.model.target_embedding.embeddings),
+                                  np.asarray(unbroken.model.target_embedding.embeddings))
+    assert resumed.history == unbroken.history  # all four epochs, the first two from the checkpoint
+    assert not (tmp_path / "backup").exists()  # BackupAndRestore removes its files when fit ends
+
+
+def test_a_damaged_checkpoint_is_dropped_with_a_warning(vectorized: tuple[list[str], Sentences], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    examples, counts = examples_for(vectorized, store_negatives=True)
+    params = TrainParams(embedding_dim=16, batch_size=256, epochs=1, optimizer="adam", learning_rate=0.01)
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    (backup / "latest.weights.h5").write_bytes(b"cut short by a kill")
+    result = train_word2vec([examples], len(examples), len(counts), params, num_ns=4, verbose=0,
+                            checkpoint_dir=tmp_path)
+    assert result.first_epoch == 0 and len(result.history["loss"]) == 1
+    assert "is damaged" in capsys.readouterr().out
 
 
 def test_drawn_negatives_follow_the_noise_distribution() -> None:

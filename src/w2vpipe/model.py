@@ -74,6 +74,21 @@ class Word2Vec(keras.Model):
                                                trainable=False, name="noise_table", dtype="int32")
             self.seed_generator = keras.random.SeedGenerator(seed)
 
+    # The negatives' random state is saved with the weights (Keras leaves seed generators out), so a
+    # training resumed from a checkpoint draws what an unbroken one would.
+    SEED_STATE_KEY = "seed_generator_state"
+
+    def save_own_variables(self, store: Any) -> None:
+        super().save_own_variables(store)
+        if self.num_ns:
+            store[self.SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store: Any) -> None:
+        keys = list(store.keys())
+        if self.num_ns and self.SEED_STATE_KEY in keys:
+            self.seed_generator.state.assign(store[self.SEED_STATE_KEY])
+        super().load_own_variables({key: store[key] for key in keys if key != self.SEED_STATE_KEY})
+
     def set_noise(self, probabilities: np.ndarray) -> None:
         self.noise_table.assign(noise_table(probabilities))
 

@@ -7,6 +7,8 @@ device strategy here use TensorFlow.
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,10 @@ PREFETCH_BATCHES = 64
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
+# Inside a checkpoint folder: Keras's BackupAndRestore files, and the finished epochs' metrics.
+BACKUP_DIR_NAME = "backup"
+HISTORY_FILE_NAME = "history.json"
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -42,6 +48,7 @@ class TrainResult:
     history: dict[str, list[float]]  # metric name -> one value per epoch
     steps_per_epoch: int
     fit_seconds: float  # the training loop's wall time, XLA compilation and callbacks included
+    first_epoch: int = 0  # where this process began: a resumed training skips the finished epochs
 
 
 def check_trainable(pairs: int, params: TrainParams) -> None:
@@ -79,35 +86,45 @@ def batch_labels(batch_size: int, num_contexts: int) -> np.ndarray:
     return labels
 
 
-def make_dataset(shards: Sequence[ExampleSource], batch_size: int, seed: int, num_contexts: int,
-                 template: Examples) -> tf.data.Dataset:
+def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epoch: int, seed: int,
+                 num_contexts: int, template: Examples, first_epoch: int = 0) -> tf.data.Dataset:
     """Batches of ((inputs, outputs), labels), streamed shard by shard: memory holds one shard.
     A shard given as a function is asked for each epoch's examples (a new subsampling draw).
 
     Every epoch visits the shards in a new order and permutes each shard's rows whole: a larger
     shuffle than the tutorial's 10,000-pair buffer, and ~100x cheaper (tf.data's per-element
-    shuffle runs at ~1M pairs/s on 2 cores, which would starve the training step). Each epoch's
-    order is seeded by (seed, epoch). Labels are the same for every row (the true context first,
-    then the negatives), so they are built once rather than read from the shards. `template` is
-    any shard's examples: the columns of every shard's.
+    shuffle runs at ~1M pairs/s on 2 cores, which would starve the training step). Each epoch is
+    exactly `steps_per_epoch` batches, cut from its own pass (topped up from the pass's start when a
+    redraw has fewer pairs), and its order is seeded by (seed, epoch): a training resumed at
+    `first_epoch` sees what an unbroken one would have. Labels are the same for every row (the true
+    context first, then the negatives), so they are built once rather than read from the shards.
+    `template` is any shard's examples: the columns of every shard's.
     """
     tf = import_tensorflow()
 
-    epochs = itertools.count()
+    epochs = itertools.count(first_epoch)
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         epoch = next(epochs)
         rng = np.random.default_rng([seed, epoch])
-        for index in rng.permutation(len(shards)):
-            examples = load_examples(shards[index], epoch)
-            order = rng.permutation(len(examples))
-            yield examples.inputs[order], examples.outputs[order]
+        remaining = steps_per_epoch * batch_size
+        while remaining:
+            before = remaining
+            for index in rng.permutation(len(shards)):
+                examples = load_examples(shards[index], epoch)
+                order = rng.permutation(len(examples))[:remaining]
+                remaining -= len(order)
+                yield examples.inputs[order], examples.outputs[order]
+                if not remaining:
+                    break
+            if remaining == before:
+                raise PipelineError(f"epoch {epoch + 1} drew no examples: the corpus is too small to train on")
 
     dataset = tf.data.Dataset.from_generator(rows, output_signature=(
         tf.TensorSpec(shape=(None, *template.inputs.shape[1:]), dtype=tf.int32),
         tf.TensorSpec(shape=(None, template.outputs.shape[1]), dtype=tf.int32)))
     labels = batch_labels(batch_size, num_contexts)
-    # Endless: Keras counts epochs in steps, and each pass of the generator is a new shuffle.
+    # Endless: Keras counts epochs in steps, and each pass of the generator is the next epoch.
     return (dataset.repeat().rebatch(batch_size, drop_remainder=True)
             .map(lambda inputs, outputs: ((inputs, outputs), labels)).prefetch(PREFETCH_BATCHES))
 
@@ -129,6 +146,52 @@ def make_validation_dataset(shards: Sequence[ExampleSource], batch_size: int,
     labels = batch_labels(batch, num_contexts)
     return (tf.data.Dataset.from_tensor_slices((inputs, outputs)).batch(batch, drop_remainder=True)
             .map(lambda inputs, outputs: ((inputs, outputs), labels)).cache())
+
+
+def resume_point(model: Word2Vec, checkpoint_dir: Path) -> int:
+    """How many epochs the checkpoint in `checkpoint_dir` has finished (0 without one), its state
+    loaded into `model`. A checkpoint cut short by a kill mid-write is dropped, with a warning."""
+    backup = checkpoint_dir / BACKUP_DIR_NAME
+    metadata, weights = backup / "training_metadata.json", backup / "latest.weights.h5"
+    if not (metadata.is_file() and weights.is_file()):
+        return 0
+    try:
+        finished = int(json.loads(metadata.read_text())["epoch"])
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(weights)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"warning: the checkpoint in {backup} is damaged ({error}): training starts from epoch 1", flush=True)
+        shutil.rmtree(backup, ignore_errors=True)
+        return 0
+    return finished
+
+
+def saved_history(checkpoint_dir: Path) -> dict[str, list[float]]:
+    """The finished epochs' metrics that the checkpoint callbacks wrote, one list per metric."""
+    history_file = checkpoint_dir / HISTORY_FILE_NAME
+    epochs: list[dict[str, float]] = json.loads(history_file.read_text()) if history_file.is_file() else []
+    return {name: [epoch[name] for epoch in epochs] for name in (epochs[0] if epochs else {})}
+
+
+def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
+    """Each finished epoch kept on disk: its metrics, then the model and optimizer state (Keras's
+    `BackupAndRestore`, whose files it deletes when `fit` ends), so a training killed at any point
+    resumes from its last finished epoch, with the same data order and draws as an unbroken one."""
+    from w2vpipe.backend import import_keras
+    from w2vpipe.files import atomic_file
+
+    keras = import_keras()
+    history_file = checkpoint_dir / HISTORY_FILE_NAME
+
+    def keep_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
+        earlier = json.loads(history_file.read_text())[:epoch] if history_file.is_file() else []
+        with atomic_file(history_file) as tmp:
+            tmp.write_text(json.dumps([*earlier, {name: float(value) for name, value in (logs or {}).items()}]))
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return [keras.callbacks.LambdaCallback(on_epoch_end=keep_epoch),
+            keras.callbacks.BackupAndRestore(str(checkpoint_dir / BACKUP_DIR_NAME))]
 
 
 def gpu_count() -> int:
@@ -158,6 +221,7 @@ def train_word2vec(
     before_fit: Callable[[], object] | None = None,
     verbose: int = 2,
     validation: Sequence[ExampleSource] = (),
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Train on example shards (files, or in memory) holding `pairs` pairs in all.
 
@@ -165,7 +229,8 @@ def train_word2vec(
     draws `num_ns` negatives per pair at each batch; without it they hold stored negatives.
     `validation` shards (held-out lines' examples, with their negatives) are scored after every
     epoch: `val_loss` and `val_accuracy`. `before_fit` runs once the model is built, before the
-    first step.
+    first step. With `checkpoint_dir`, every finished epoch is kept there and a training killed
+    earlier resumes from its last finished epoch (`on_epoch_end` is then called for the rest only).
     """
     from w2vpipe.backend import import_keras
 
@@ -176,7 +241,10 @@ def train_word2vec(
     keras.utils.set_random_seed(params.seed)
     if params.mixed_precision and gpu_count():
         keras.mixed_precision.set_global_policy("mixed_float16")
-    steps_per_epoch = pairs // params.batch_size
+    full_batches = pairs // params.batch_size
+    steps_per_execution = min(MAX_STEPS_PER_EXECUTION, full_batches)
+    # Keras runs whole executions, so an epoch is a whole number of them (its last batches topped up).
+    steps_per_epoch = -(-full_batches // steps_per_execution) * steps_per_execution
     num_contexts = 1 + num_ns
     first = load_examples(shards[0])
     input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
@@ -192,11 +260,15 @@ def train_word2vec(
             noise=noise,
             seed=params.seed,
             jit_compile=True,
-            steps_per_execution=min(MAX_STEPS_PER_EXECUTION, steps_per_epoch),
+            steps_per_execution=steps_per_execution,
             input_width=input_width,
             initializer=params.initializer,
         )
+    first_epoch = 0
     callbacks: list[Any] = []
+    if checkpoint_dir is not None:
+        first_epoch = resume_point(model, checkpoint_dir)
+        callbacks += checkpoint_callbacks(checkpoint_dir)
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
     if on_epoch_end is not None:
@@ -205,18 +277,22 @@ def train_word2vec(
                 on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
             )
         )
-    dataset = make_dataset(list(shards), params.batch_size, params.seed, num_contexts, template=first)
+    dataset = make_dataset(list(shards), params.batch_size, steps_per_epoch, params.seed, num_contexts,
+                           template=first, first_epoch=first_epoch)
     validation_dataset = make_validation_dataset(list(validation), params.batch_size, num_contexts)
     if before_fit is not None:
         before_fit()
     started = time.perf_counter()
     history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                         verbose=verbose, shuffle=False, validation_data=validation_dataset)
+    fit_seconds = time.perf_counter() - started
     return TrainResult(
         model=model,
-        history={name: [float(v) for v in values] for name, values in history.history.items()},
+        history=(saved_history(checkpoint_dir) if checkpoint_dir is not None
+                 else {name: [float(v) for v in values] for name, values in history.history.items()}),
         steps_per_epoch=steps_per_epoch,
-        fit_seconds=time.perf_counter() - started,
+        fit_seconds=fit_seconds,
+        first_epoch=first_epoch,
     )
 
 
