@@ -5,6 +5,7 @@
     python -m pipeline run --set train.epochs=5   # a Prefect flow run that is a DVC experiment
     python -m pipeline serve               # a Prefect deployment, runnable from the UI
     python -m pipeline params              # every param: default, allowed values, meaning
+    python -m pipeline sync                # send the tracking kept on disk while the MLflow store was down
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def _repro(force: bool) -> None:
     from w2vpipe.params import Params, changed_params, load_params
 
     params = load_params(layout.PARAMS_FILE)  # a bad param stops here, before DVC starts
+    tracking.prepare_store()
     stages = follow(DvcProcess(["repro", *(["--force"] if force else [])]), lambda line: print(line, flush=True))
     links = [f"exports: {layout.EXPORT_DIR}/ (vectors.tsv and metadata.tsv load in projector.tensorflow.org)"]
     found = tracking.training_run(layout.EMBEDDING_FILE)
@@ -51,6 +53,14 @@ def _repro(force: bool) -> None:
                                          report.read_results(report.workspace_file), links))
 
 
+def _sync() -> None:
+    from pipeline import tracking
+
+    tracking.check_store()
+    sent = tracking.send_outboxes()
+    print("\n".join(sent) if sent else f"nothing to send: every run is in {tracking.tracking_uri()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                             help="override a params.yaml key, e.g. --set train.epochs=5 (repeatable)")
     run_parser.add_argument("--name", help="the run's name (flow run, DVC experiment, MLflow run); default: Prefect's")
     commands.add_parser("params", help="print every param as a markdown table (the README's)")
+    commands.add_parser("sync", help="send the tracking that trainings kept on disk while the MLflow store was down")
     serve_parser = commands.add_parser("serve", help="serve the flow as a Prefect deployment (runs from the UI)")
     serve_parser.add_argument("--name", default="word2vec", help="deployment name (default: word2vec)")
     args = parser.parse_args(argv)
@@ -82,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.flow import run_from_cli
 
             run_from_cli(args.overrides, args.name)
+        elif args.command == "sync":
+            _sync()
         elif args.command == "params":
             from w2vpipe.params import markdown_table
 

@@ -23,6 +23,11 @@ EMBEDDING_FILE = MODEL_DIR / f"{EMBEDDING_NAME}.npy"
 # Outside DVC's outputs (their event files carry the time and host, so they are never the same twice),
 # one folder per run, as TensorBoard compares them: `tensorboard --logdir logs/tensorboard`.
 TENSORBOARD_DIR = Path("logs/tensorboard")
+# The pipeline's own state, under the project root and outside DVC's outputs (which DVC deletes before a
+# stage runs), git-ignored: training checkpoints, and tracking that waits for its MLflow store.
+STATE_DIR = Path(".w2v")
+CHECKPOINTS_DIR = STATE_DIR / "checkpoints"
+OUTBOX_DIR = STATE_DIR / "outbox"
 METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "train_history.csv"

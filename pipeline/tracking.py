@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -75,6 +76,14 @@ def check_store(timeout_seconds: float = 5.0) -> None:
         reason = getattr(error, "reason", None) or error
         raise PipelineError(f"the MLflow tracking server {uri} does not answer ({reason}): start it, or unset "
                             "MLFLOW_TRACKING_URI to track into the project's mlflow.db") from None
+
+
+def prepare_store() -> None:
+    """Before a stage tracks anything: fail fast when the store is down, then send what earlier
+    trainings kept in their outboxes while it was."""
+    check_store()
+    for line in send_outboxes():
+        print(line, flush=True)
 
 
 def mlflow_client() -> MlflowClient:
@@ -173,65 +182,168 @@ def mark_dead_runs(client: MlflowClient, experiment: str) -> list[str]:
     return dead
 
 
-def _start_run(client: MlflowClient, flat_params: dict[str, Any], extra_tags: dict[str, str]) -> str:
+def _start_run(client: MlflowClient, flat_params: dict[str, Any], tags: dict[str, str],
+               resume_run_id: str | None) -> str:
+    """A new run, or `resume_run_id` reopened (a training resumed from its checkpoint)."""
     from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
 
     experiment = experiment_id(client)
-    for run_id in mark_dead_runs(client, experiment):
-        print(f"MLflow run {run_id} was left RUNNING by a killed training: marked KILLED", flush=True)
-    # Named after the DVC experiment (and so the Prefect flow run that started it); else MLflow names it.
-    run = client.create_run(experiment, tags={**run_tags(), **extra_tags}, run_name=os.environ.get("DVC_EXP_NAME"))
-    client.log_batch(run.info.run_id, params=[Param(key, yaml_value(value)) for key, value in flat_params.items()])
-    return run.info.run_id
+    run_id = None
+    if resume_run_id:
+        try:
+            client.update_run(resume_run_id, status="RUNNING")
+            run_id = resume_run_id
+        except MlflowException:  # deleted meanwhile: the resumed training gets a new run
+            pass
+    if run_id is not None:
+        for key, value in tags.items():  # this process's pid, so the run is not taken for dead
+            client.set_tag(run_id, key, value)
+    for dead in mark_dead_runs(client, experiment):
+        print(f"MLflow run {dead} was left RUNNING by a killed training: marked KILLED", flush=True)
+    if run_id is None:
+        # Named after the DVC experiment (and so the Prefect flow run that started it); else MLflow names it.
+        run = client.create_run(experiment, tags={**run_tags(), **tags}, run_name=os.environ.get("DVC_EXP_NAME"))
+        run_id = run.info.run_id
+        client.log_batch(run_id, params=[Param(key, yaml_value(value)) for key, value in flat_params.items()])
+    return run_id
 
 
-def _log_artifact(client: MlflowClient, run_id: str, path: str, artifact_path: str) -> None:
-    if Path(path).is_dir():
-        client.log_artifacts(run_id, path, artifact_path)
-    else:
-        client.log_artifact(run_id, path, artifact_path)
+def _perform(client: MlflowClient, run_id: str, request: list[Any]) -> None:
+    """One tracking request, live or replayed from an outbox."""
+    from mlflow.entities import Metric
+
+    kind, *args = request
+    if kind == "log_epoch":
+        epoch, metrics, timestamp = args
+        client.log_batch(run_id, metrics=[Metric(k, v, timestamp, epoch) for k, v in metrics.items()])
+    elif kind == "log_artifact":
+        path, artifact_path = args
+        if Path(path).is_dir():
+            client.log_artifacts(run_id, path, artifact_path)
+        else:
+            client.log_artifact(run_id, path, artifact_path)
+    elif kind == "set_tags":
+        for key, value in args[0].items():
+            client.set_tag(run_id, key, value)
+    elif kind == "end":
+        client.set_terminated(run_id, args[0])
 
 
-def _one_line(failure: Exception) -> str:
+def _one_line(failure: BaseException) -> str:
     first = (str(failure).strip().splitlines() or [""])[0]
     return f"{type(failure).__name__}: {first[:300]}"
 
 
-def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], tags: dict[str, str]) -> None:
+class Outbox:
+    """Tracking requests a run's store could not take, kept in order on disk (artifacts copied, as
+    their folders may change) until they are sent: `python -m pipeline sync`, or the next stage that
+    tracks (`send_outboxes`)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.directory = layout.project_root() / layout.OUTBOX_DIR / run_id
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._requests = self.directory / "requests.jsonl"
+        self._sent = self.directory / "sent"
+
+    def add(self, request: list[Any]) -> None:
+        if request[0] == "log_artifact":
+            source = Path(request[1])
+            copy = self.directory / "files" / str(len(self.requests())) / source.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, copy, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, copy)
+            request = [request[0], str(copy), *request[2:]]
+        with self._requests.open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps(request) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    def requests(self) -> list[list[Any]]:
+        if not self._requests.is_file():
+            return []
+        return [json.loads(line) for line in self._requests.read_text(encoding="utf-8").splitlines() if line]
+
+    def send(self, client: MlflowClient) -> int:
+        """Deliver the requests in order, counting each one the store took (a send cut short resumes
+        there); the outbox is removed when all are in. Returns how many were sent."""
+        requests = self.requests()
+        sent = int(self._sent.read_text()) if self._sent.is_file() else 0
+        for index in range(sent, len(requests)):
+            _perform(client, self.directory.name, requests[index])
+            self._sent.write_text(str(index + 1))
+        shutil.rmtree(self.directory)
+        return len(requests) - sent
+
+
+def send_outboxes(client: MlflowClient | None = None) -> list[str]:
+    """Send what earlier trainings could not (their store was down); returns one line per run.
+    Raises when the store still fails."""
+    root = layout.project_root() / layout.OUTBOX_DIR
+    outboxes = [Outbox(path.name) for path in sorted(root.iterdir())] if root.is_dir() else []
+    if not outboxes:
+        return []
+    client = client or mlflow_client()
+    return [f"MLflow run {outbox.directory.name}: {outbox.send(client)} tracking requests sent from its outbox"
+            for outbox in outboxes]
+
+
+# Fail over to the outbox within seconds, not after MLflow's default of minutes of retries.
+TRACKING_CHILD_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                      "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+
+
+def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], tags: dict[str, str],
+                           resume_run_id: str | None) -> None:
     """The child process's loop: MLflow calls in the order the stage sent them.
 
-    Requests that expect an answer ("ready", "end") get the run id, or the
-    first error met so far; the others are fire-and-forget.
+    Requests that expect an answer ("ready", "end") get (error, run id, outbox folder or None). An
+    error before the run exists fails the stage; once it exists, a failed call sends it and every
+    later request to the run's outbox instead, which is tried again at the end.
     """
-    from mlflow.entities import Metric
-
+    for key, value in TRACKING_CHILD_ENV.items():
+        os.environ.setdefault(key, value)
     error: str | None = None
     client = run_id = None
+    outbox: Outbox | None = None
+    logged_epochs: set[int] = set()
     try:
         client = mlflow_client()
-        run_id = _start_run(client, flat_params, tags)
+        for line in send_outboxes(client):
+            print(line, flush=True)
+        run_id = _start_run(client, flat_params, tags, resume_run_id)
+        logged_epochs = {metric.step for metric in client.get_metric_history(run_id, "loss")}
     except Exception as failure:  # reported to the stage at its next request that expects an answer
         error = _one_line(failure)
     while True:
-        request, *args = connection.recv()
-        if error is None and client is not None and run_id is not None:
-            try:
-                if request == "log_epoch":
-                    epoch, metrics = args
-                    now = int(time.time() * 1000)
-                    client.log_batch(run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
-                elif request == "log_artifact":
-                    _log_artifact(client, run_id, *args)
-                elif request == "set_tags":
-                    for key, value in args[0].items():
-                        client.set_tag(run_id, key, value)
-                elif request == "end":
-                    client.set_terminated(run_id, args[0])
-            except Exception as failure:
-                error = _one_line(failure)
-        if request in ("ready", "end"):
-            connection.send((error, run_id))
-        if request == "end":
+        try:
+            request = list(connection.recv())
+        except EOFError:  # the stage died: its checkpoint keeps the run for the next try
+            return
+        kind = request[0]
+        # An epoch logged before the training was killed and resumed is logged once.
+        live = error is None and kind != "ready" and not (kind == "log_epoch" and request[1] in logged_epochs)
+        if live and client is not None and run_id is not None:
+            if outbox is None:
+                try:
+                    _perform(client, run_id, request)
+                except Exception as failure:
+                    outbox = Outbox(run_id)
+                    print(f"WARNING: the MLflow store failed ({_one_line(failure)}): training goes on; what "
+                          f"cannot be tracked is kept in {outbox.directory}", flush=True)
+            if outbox is not None:
+                outbox.add(request)
+                if kind == "end":
+                    try:
+                        outbox.send(client)  # the store may be back
+                        outbox = None
+                    except Exception:
+                        pass
+        if kind in ("ready", "end"):
+            connection.send((error, run_id, str(outbox.directory) if outbox else None))
+        if kind == "end":
             return
 
 
@@ -240,11 +352,12 @@ class TrainTracking:
 
     Importing MLflow and opening its store takes 1.5 to 2 s. The child does it on the second core
     while the stage imports TensorFlow, so tracking adds almost nothing to the stage's time.
-    Per-epoch metrics and artifacts are queued to the child in order; any tracking failure is
-    raised at the next `wait_ready` or at the end.
+    Per-epoch metrics and artifacts are queued to the child in order. A store that fails once the
+    run exists (or a child that dies) does not stop the training: the rest is kept in the run's
+    `Outbox`, with a loud warning. `resume_run_id` continues the run of a killed training.
     """
 
-    def __init__(self, flat_params: dict[str, Any], tags: dict[str, str]) -> None:
+    def __init__(self, flat_params: dict[str, Any], tags: dict[str, str], resume_run_id: str | None = None) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # no fork of a process that may hold TF threads
@@ -252,37 +365,65 @@ class TrainTracking:
         os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())  # the child resolves the same store
         # The stage's own process: while it lives, its run is not dead (see `mark_dead_runs`).
         tags = {**tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-        self._process = context.Process(target=_train_tracking_worker, args=(child_end, flat_params, tags),
+        self._process = context.Process(target=_train_tracking_worker,
+                                        args=(child_end, flat_params, tags, resume_run_id),
                                         name="mlflow-tracking", daemon=True)
         self._process.start()
         child_end.close()
         self.run_id: str | None = None
+        self.outbox: str | None = None  # where requests wait for the store, once it failed
+        self._own_outbox: Outbox | None = None  # this process's, once the child died
 
-    def _ask(self, *request: Any) -> str:
-        self._connection.send(request)
-        try:
-            error, run_id = self._connection.recv()
-        except EOFError:
-            raise PipelineError("the MLflow tracking process died: see the messages above") from None
-        if error:
-            raise PipelineError(f"MLflow tracking failed ({error}): check MLFLOW_TRACKING_URI={tracking_uri()}")
-        self.run_id = run_id
-        return run_id
+    def _send(self, *request: Any) -> None:
+        if self._own_outbox is None:
+            try:
+                self._connection.send(request)
+                return
+            except OSError:
+                self._lost_child()
+        assert self._own_outbox is not None
+        self._own_outbox.add(list(request))
 
-    def wait_ready(self) -> str:
+    def _lost_child(self) -> None:
+        if self.run_id is None:
+            raise PipelineError("the MLflow tracking process died before the run began: see the messages above")
+        self._own_outbox = Outbox(self.run_id)
+        self.outbox = str(self._own_outbox.directory)
+        print(f"WARNING: the MLflow tracking process died: training goes on; what cannot be tracked is kept "
+              f"in {self.outbox}", flush=True)
+
+    def _ask(self, *request: Any) -> str | None:
+        self._send(*request)
+        if self._own_outbox is None:
+            try:
+                error, run_id, outbox = self._connection.recv()
+            except (EOFError, OSError):
+                self._lost_child()
+                if request[0] == "end":
+                    self._own_outbox.add(list(request))  # type: ignore[union-attr]
+                return self.run_id
+            if error:
+                raise PipelineError(f"MLflow tracking failed ({error}): check MLFLOW_TRACKING_URI={tracking_uri()}")
+            self.run_id, self.outbox = run_id, outbox
+        return self.run_id
+
+    def wait_ready(self) -> str | None:
         """Block until the run exists; call before the expensive work."""
         return self._ask("ready")
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self._connection.send(("log_epoch", epoch, metrics))
+        self._send("log_epoch", epoch, metrics, int(time.time() * 1000))
 
     def log_artifact(self, path: Path, artifact_path: str) -> None:
-        self._connection.send(("log_artifact", str(path), artifact_path))
+        self._send("log_artifact", str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._send("set_tags", tags)
 
     def tag_embedding(self, embedding_file: Path) -> None:
         """Tag the run with the saved embedding's hash (how the export and evaluate stages find it), and wait
-        until everything queued is logged: the files are still in a temporary folder."""
-        self._connection.send(("set_tags", {EMBEDDING_TAG: file_sha256(embedding_file)}))
+        until everything queued is logged or kept: the files are still in a temporary folder."""
+        self.set_tags({EMBEDDING_TAG: file_sha256(embedding_file)})
         self._ask("ready")
 
     def __enter__(self) -> TrainTracking:
@@ -297,6 +438,10 @@ class TrainTracking:
                 raise
         finally:
             self._process.join(timeout=60)
+        if self.outbox:
+            print(f"WARNING: MLflow run {self.run_id} is incomplete in the store: the rest of its tracking is kept "
+                  f"in {self.outbox}; send it with `python -m pipeline sync` once {tracking_uri()} answers "
+                  "(the next training, export or evaluate stage sends it too)", flush=True)
 
 
 def _newest_run_tagged(tag: str, value: str) -> tuple[MlflowClient, str] | None:

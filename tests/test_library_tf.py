@@ -143,14 +143,16 @@ def test_negatives_drawn_per_batch_with_sparse_sgd_learn(vectorized: tuple[list[
     assert result.history["accuracy"][-1] > 0.35  # the positive outscores 4 drawn negatives (chance: 0.2)
 
 
-class Interrupted(Exception):
+class SimulatedKillError(Exception):
     pass
 
 
+@pytest.mark.parametrize("latest_cut_short", [False, True])
 def test_a_training_killed_mid_way_resumes_to_the_same_weights(vectorized: tuple[list[str], Sentences],
-                                                                tmp_path: Path) -> None:
+                                                                tmp_path: Path, latest_cut_short: bool) -> None:
     """The default recipe (per-batch negatives, decaying SGD): epochs 0-1 finish, the process "dies" in
-    epoch 2's hook; the rerun trains epochs 2-3 only, to the weights of an unbroken training."""
+    epoch 1's hook; the rerun trains epochs 2-3 only, to the weights of an unbroken training. With the
+    last checkpoint cut short by the kill, the one before it is used: epochs 1-3 are trained again."""
     examples, counts = examples_for(vectorized, store_negatives=False)
     halves = [Examples(examples.inputs[:3000], examples.outputs[:3000]),
               Examples(examples.inputs[3000:], examples.outputs[3000:])]
@@ -163,15 +165,19 @@ def test_a_training_killed_mid_way_resumes_to_the_same_weights(vectorized: tuple
 
     def die_after_epoch_1(epoch: int, logs: dict[str, float]) -> None:
         if epoch == 1:
-            raise Interrupted
+            raise SimulatedKillError
 
     unbroken = train()
-    with pytest.raises(Interrupted):
+    with pytest.raises(SimulatedKillError):
         train(checkpoint_dir=tmp_path, on_epoch_end=die_after_epoch_1)
     assert (tmp_path / "backup").is_dir()
+    if latest_cut_short:
+        latest = tmp_path / "backup" / "latest.weights.h5"
+        latest.write_bytes(latest.read_bytes()[:1000])
     seen: list[int] = []
     resumed = train(checkpoint_dir=tmp_path, on_epoch_end=lambda epoch, logs: seen.append(epoch))
-    assert resumed.first_epoch == 2 and seen == [2, 3]
+    first = 1 if latest_cut_short else 2
+    assert resumed.first_epoch == first and seen == list(range(first, 4))
     np.testing.assert_array_equal(np.asarray(resumed.model.target_embedding.embeddings),
                                   np.asarray(unbroken.model.target_embedding.embeddings))
     assert resumed.history == unbroken.history  # all four epochs, the first two from the checkpoint

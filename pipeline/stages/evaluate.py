@@ -16,7 +16,7 @@ from w2vpipe.vocabulary import load_vocabulary
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
     weights = layout.load_embedding(vocabulary)
-    tracking.check_store()
+    tracking.prepare_store()
     evaluation = evaluate_embeddings(vocabulary, weights, params.evaluate.probe_words, params.evaluate.neighbours)
     neighbours = {"neighbours": {word: [asdict(neighbour) for neighbour in nearest]
                                  for word, nearest in evaluation.neighbours.items()},

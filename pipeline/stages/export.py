@@ -12,7 +12,7 @@ from w2vpipe.vocabulary import load_vocabulary
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
     weights = layout.load_embedding(vocabulary)
-    tracking.check_store()
+    tracking.prepare_store()
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME)
     run_id = tracking.log_export(layout.EMBEDDING_FILE, layout.EXPORT_DIR)

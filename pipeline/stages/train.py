@@ -1,22 +1,28 @@
 """Stage 4: train the model; save it, its target embedding and per-epoch history, and TensorBoard logs.
 
 Opens the training's MLflow run (params, tags, per-epoch metrics, model, logs); a child process does
-the MLflow work while this one imports TensorFlow and trains.
+the MLflow work while this one imports TensorFlow and trains. Every finished epoch is checkpointed
+outside DVC's outputs: a training killed at any point resumes there, into the same MLflow run.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline import layout, tracking
 from pipeline.stages.examples import shard_examples
+from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.model import save_model
@@ -49,12 +55,19 @@ def run(params: Params) -> str:
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"
 
+    checkpoint_dir, earlier_try = claim_checkpoint(training_key(params, stats))
     logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate}
-    # One folder per run, named as the run (the DVC experiment) where it has a name.
-    tensorboard_dir = layout.project_root() / layout.TENSORBOARD_DIR / (
-        os.environ.get("DVC_EXP_NAME") or time.strftime("%Y%m%d-%H%M%S"))
-    shutil.rmtree(tensorboard_dir, ignore_errors=True)  # an earlier try of the same name
-    with tracking.TrainTracking(logged_params, {"stage": "train"}) as mlflow_run:
+    # One folder per run, named as the run (the DVC experiment) where it has a name; a resumed run keeps its own.
+    tensorboard_dir = Path(earlier_try.get("tensorboard_dir") or layout.project_root() / layout.TENSORBOARD_DIR / (
+        os.environ.get("DVC_EXP_NAME") or time.strftime("%Y%m%d-%H%M%S")))
+    if "tensorboard_dir" not in earlier_try:
+        shutil.rmtree(tensorboard_dir, ignore_errors=True)  # an earlier run of the same name
+    resume_run_id = earlier_try.get("run_id")
+    with tracking.TrainTracking(logged_params, {"stage": "train"}, resume_run_id=resume_run_id) as mlflow_run:
+
+        def claim_run() -> None:
+            write_checkpoint_owner(checkpoint_dir, run_id=mlflow_run.wait_ready(), tensorboard_dir=str(tensorboard_dir))
+
         with atomic_dir(layout.MODEL_DIR) as out_dir:
             result = train_word2vec(
                 shards,
@@ -67,22 +80,87 @@ def run(params: Params) -> str:
                 if per_batch else None,
                 tensorboard_dir=tensorboard_dir,
                 on_epoch_end=mlflow_run.log_epoch,
-                before_fit=mlflow_run.wait_ready,
+                before_fit=claim_run,
                 validation=validation,
+                checkpoint_dir=checkpoint_dir,
             )
             save_model(result.model, out_dir / layout.MODEL_FILE.name)
             np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
+            if result.first_epoch:
+                mlflow_run.set_tags({"w2v.resumed_at_epoch": str(result.first_epoch)})
+                # Epochs the killed try finished but did not get to send (the tracking child skips the others).
+                for epoch in range(result.first_epoch):
+                    mlflow_run.log_epoch(epoch, {name: values[epoch] for name, values in result.history.items()})
             mlflow_run.log_artifact(out_dir / layout.MODEL_FILE.name, "model")
             mlflow_run.log_artifact(tensorboard_dir, "tensorboard")
             mlflow_run.tag_embedding(out_dir / layout.EMBEDDING_FILE.name)
         write_history(result.history)
+    shutil.rmtree(checkpoint_dir)
     final = {name: values[-1] for name, values in result.history.items()}
-    trained_pairs = params.train.epochs * result.steps_per_epoch * params.train.batch_size
+    trained_pairs = (params.train.epochs - result.first_epoch) * result.steps_per_epoch * params.train.batch_size
     held_out = (f", held out: loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}"
                 if "val_loss" in final else "")
-    return (f"{params.train.epochs} epochs of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
+    resumed = f" (resumed after epoch {result.first_epoch}, from its checkpoint)" if result.first_epoch else ""
+    return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")
+
+
+CHECKPOINT_OWNER_FILE = "owner.json"
+
+
+def training_key(params: Params, examples_stats: dict[str, Any]) -> str:
+    """What makes a rerun the same training: the params that shape it and the data it reads."""
+    shaping = {key: value for key, value in flatten(params).items() if key.startswith(("train.", "examples."))}
+    data = [file_sha256(path) for path in (layout.COUNTS_FILE, layout.VECTORIZED_DIR / layout.STATS_FILE_NAME)]
+    content = json.dumps([shaping, examples_stats, data], sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def _owner(checkpoint_dir: Path) -> dict[str, Any]:
+    owner_file = checkpoint_dir / CHECKPOINT_OWNER_FILE
+    try:
+        return json.loads(owner_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    if owner.get("host") != socket.gethostname() or "pid" not in owner:
+        return False
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def claim_checkpoint(key: str) -> tuple[Path, dict[str, Any]]:
+    """This training's checkpoint folder, and what a killed earlier try of it left there (its MLflow
+    run and TensorBoard folder; {} if none). Checkpoints of other trainings whose process is gone
+    are removed: a checkpoint resumes only the training it belongs to."""
+    root = layout.project_root() / layout.CHECKPOINTS_DIR
+    mine = root / f"train-{key}"
+    for checkpoint in sorted(root.glob("train-*")) if root.is_dir() else []:
+        owner = _owner(checkpoint)
+        if _alive(owner):
+            if checkpoint == mine:
+                raise PipelineError(f"the same training is already running (pid {owner['pid']}, checkpoints in "
+                                    f"{checkpoint}): wait for it, or stop it first")
+        elif checkpoint != mine:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    earlier_try = {key: value for key, value in _owner(mine).items() if key in ("run_id", "tensorboard_dir") and value}
+    write_checkpoint_owner(mine, **earlier_try)
+    return mine, earlier_try
+
+
+def write_checkpoint_owner(checkpoint_dir: Path, **details: str | None) -> None:
+    """Mark the checkpoint as this process's, with the MLflow run and TensorBoard folder it continues."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(checkpoint_dir / CHECKPOINT_OWNER_FILE) as tmp:
+        tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **details}))
 
 
 def training_shards(params: Params, counts: np.ndarray) -> list[ExampleSource]:

@@ -150,21 +150,31 @@ def make_validation_dataset(shards: Sequence[ExampleSource], batch_size: int,
 
 def resume_point(model: Word2Vec, checkpoint_dir: Path) -> int:
     """How many epochs the checkpoint in `checkpoint_dir` has finished (0 without one), its state
-    loaded into `model`. A checkpoint cut short by a kill mid-write is dropped, with a warning."""
+    loaded into `model`. A checkpoint cut short by a kill mid-write gives way to the one before it
+    (Keras keeps both); with neither sound, training starts over, with a warning."""
     backup = checkpoint_dir / BACKUP_DIR_NAME
-    metadata, weights = backup / "training_metadata.json", backup / "latest.weights.h5"
-    if not (metadata.is_file() and weights.is_file()):
-        return 0
-    try:
-        finished = int(json.loads(metadata.read_text())["epoch"])
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(weights)
-    except (OSError, ValueError, KeyError) as error:
-        print(f"warning: the checkpoint in {backup} is damaged ({error}): training starts from epoch 1", flush=True)
+    latest = (backup / "latest.weights.h5", backup / "training_metadata.json")
+    previous = tuple(path.with_name(f"{path.name}.bkp") for path in latest)
+    for candidate in (latest, previous):
+        if not all(path.is_file() for path in candidate):
+            continue
+        if candidate is previous:  # Keras loads only a file named *.weights.h5, and BackupAndRestore the latest
+            for source, target in zip(previous, latest, strict=True):
+                shutil.copyfile(source, target)
+        weights, metadata = latest
+        try:
+            finished = int(json.loads(metadata.read_text())["epoch"])
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(weights)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"warning: the checkpoint {candidate[0]} is damaged ({error})", flush=True)
+            continue
+        return finished
+    if backup.exists():
+        print(f"warning: no sound checkpoint in {backup}: training starts from epoch 1", flush=True)
         shutil.rmtree(backup, ignore_errors=True)
-        return 0
-    return finished
+    return 0
 
 
 def saved_history(checkpoint_dir: Path) -> dict[str, list[float]]:
@@ -191,7 +201,7 @@ def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return [keras.callbacks.LambdaCallback(on_epoch_end=keep_epoch),
-            keras.callbacks.BackupAndRestore(str(checkpoint_dir / BACKUP_DIR_NAME))]
+            keras.callbacks.BackupAndRestore(str(checkpoint_dir / BACKUP_DIR_NAME), double_checkpoint=True)]
 
 
 def gpu_count() -> int:
