@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,63 @@ def small_corpus(tmp_path: Path, shakespeare: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port where connections are refused: bound (never listening) for as long as it is held, so no
+    other process can start listening there meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_server(command: Callable[[int], list[str]], health_url: Callable[[int], str], env: dict[str, str],
+                 log_file: Path, port: int | None = None, attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
+    """A real server process on 127.0.0.1, returned once `health_url` answers 200. Without a `port`, on
+    a free one: if another process takes it between the pick and the server's bind, a new one is tried."""
+    for _ in range(attempts):
+        chosen = port or free_port()
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(command(chosen), env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(health_url(chosen), timeout=2) as response:
+                    if response.status == 200:
+                        return process, chosen
+            except OSError:
+                time.sleep(0.5)
+        process.kill()
+        process.wait()
+        if port:
+            break
+    pytest.fail(f"{command(0)[0]} did not start: {log_file.read_text()[-2000:]}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def mlflow_server(store: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A real MLflow tracking server on 127.0.0.1 keeping its runs and artifacts in `store`."""
+    store.mkdir(parents=True, exist_ok=True)
+    process, chosen = start_server(
+        lambda port: [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
+                      "1", "--backend-store-uri", f"sqlite:///{store / 'server.db'}", "--artifacts-destination",
+                      str(store / "artifacts")],
+        lambda port: f"http://127.0.0.1:{port}/health", tool_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        store / "server.log", port)
+    return process, f"http://127.0.0.1:{chosen}"
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -98,28 +152,9 @@ def make_project_copy(destination: Path, params_overrides: dict[str, object] | N
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prefect server on 127.0.0.1, one per test session."""
     home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
     env = tool_env(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen([str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    process, port = start_server(
+        lambda port: [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        lambda port: f"http://127.0.0.1:{port}/api/health", env, home / "server.log")
+    yield f"http://127.0.0.1:{port}/api"
+    stop_server(process)

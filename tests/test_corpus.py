@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SHAKESPEARE_SHA256, free_port
+from conftest import SHAKESPEARE_SHA256, refused_port
 from w2vpipe.corpus import TransientDownloadError, check_allowed_source, check_corpus_text, fetch_corpus
 from w2vpipe.errors import PipelineError
 from w2vpipe.vocabulary import iter_line_blocks
@@ -53,7 +53,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[CorpusServer]:
-    httpd = CorpusServer(("127.0.0.1", free_port()), Handler)
+    httpd = CorpusServer(("127.0.0.1", 0), Handler)  # the system's free port, bound at once
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -107,16 +107,17 @@ def test_missing_file_is_not_retried(server: CorpusServer, tmp_path: Path) -> No
 
 
 def test_no_network_and_no_mirror_says_how_to_fix(tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/shakespeare.txt"  # nothing listens there
-    with pytest.raises(PipelineError) as error:
-        fetch_corpus(dead, tmp_path / "out", retries=1, backoff_seconds=0.01, log=lambda _: None)
+    with refused_port() as port, pytest.raises(PipelineError) as error:
+        fetch_corpus(f"http://127.0.0.1:{port}/shakespeare.txt", tmp_path / "out", retries=1, backoff_seconds=0.01,
+                     log=lambda _: None)
     assert "could not download" in str(error.value)
     assert "set W2V_CORPUS_MIRROR to a folder holding shakespeare.txt" in str(error.value)
 
 
 def test_mirror_serves_offline_with_checksum(shakespeare: Path, tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/shakespeare.txt"
-    result = fetch_corpus(dead, tmp_path / "out", sha256=SHAKESPEARE_SHA256, mirror=shakespeare.parent)
+    with refused_port() as port:
+        result = fetch_corpus(f"http://127.0.0.1:{port}/shakespeare.txt", tmp_path / "out", sha256=SHAKESPEARE_SHA256,
+                              mirror=shakespeare.parent)
     assert result.source == "mirror"
     assert result.size == 1_115_394
 

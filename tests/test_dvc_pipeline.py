@@ -37,10 +37,15 @@ def mlflow_client(project: Path):
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 
 
-def runs_newest_first(project: Path) -> list:
+def runs_newest_first(project: Path, filter_string: str = "") -> list:
     client = mlflow_client(project)
     experiment = client.get_experiment_by_name("word2vec")
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    return client.search_runs([experiment.experiment_id], filter_string, order_by=["attributes.start_time DESC"])
+
+
+def first_run(project: Path):
+    """The run of the fixture's `dvc repro`, whichever tests ran since."""
+    return runs_newest_first(project)[-1]
 
 
 def digest(path: Path) -> str:
@@ -61,7 +66,7 @@ def test_repro_from_scratch_exports_the_projector_files(project: Path) -> None:
 
 
 def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> None:
-    (run_info,) = runs_newest_first(project)
+    run_info = first_run(project)
     client = mlflow_client(project)
     run_id = run_info.info.run_id
     assert run_info.info.status == "FINISHED"
@@ -109,8 +114,8 @@ def test_a_failed_stage_keeps_the_git_tracked_metrics(project: Path) -> None:
 def test_changing_epochs_reruns_train_export_and_evaluate_only(project: Path) -> None:
     result = run(["dvc", "exp", "run", "-S", f"train.epochs={EPOCHS + 1}"], project)
     assert ran_stages(result.stdout) == ["train", "export", "evaluate"]
-    newest, first = runs_newest_first(project)
-    assert newest.data.params["train.epochs"] == str(EPOCHS + 1)
+    (newest,) = runs_newest_first(project, f"params.`train.epochs` = '{EPOCHS + 1}'")
+    first = first_run(project)
     assert len(mlflow_client(project).get_metric_history(newest.info.run_id, "loss")) == EPOCHS + 1
     # One name: the MLflow run is the DVC experiment's; its params change is the experiment's, not dirt.
     assert newest.info.run_name == newest.data.tags["dvc.exp_name"]
@@ -170,35 +175,17 @@ def test_make_run_in_a_fresh_clone_leaves_git_clean_and_tags_the_clean_commit(pr
 
 def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_path: Path) -> None:
     """`MLFLOW_TRACKING_URI` sends the run to a tracking server instead of the embedded store."""
-    import subprocess
-    import time
-    import urllib.request
-
     import httpx
 
-    from conftest import VENV_BIN, free_port
+    from conftest import mlflow_server, stop_server
 
-    port = free_port()
-    server = subprocess.Popen(
-        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-         str(tmp_path / "artifacts")],
-        env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = mlflow_server(tmp_path / "server")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
         env = tool_env(MLFLOW_TRACKING_URI=url)
         before = {name: digest(project / name) for name in ("models/w2v_embedding.npy", "exports/vectors.tsv")}
         for stage in ("train", "export"):
             run(["python", "-m", "pipeline", stage], project, env)
-        # Same params and seed as the experiment's training: the same embeddings, bit for bit.
+        # Same params and seed as the workspace's last training: the same embeddings, bit for bit.
         assert {name: digest(project / name) for name in before} == before
         experiments = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name",
                                 params={"experiment_name": "word2vec"}).json()
@@ -208,13 +195,13 @@ def test_tracking_uri_override_logs_to_a_real_mlflow_server(project: Path, tmp_p
         run_id = tracked["info"]["run_id"]
         history = httpx.get(f"{url}/api/2.0/mlflow/metrics/get-history",
                             params={"run_id": run_id, "metric_key": "accuracy"}).json()["metrics"]
-        assert len(history) == EPOCHS + 1  # the experiment above left train.epochs at EPOCHS + 1
+        epochs = yaml.safe_load((project / "params.yaml").read_text())["train"]["epochs"]
+        assert sorted(int(point["step"]) for point in history) == list(range(epochs))
         files = httpx.get(f"{url}/api/2.0/mlflow/artifacts/list",
                           params={"run_id": run_id, "path": "embeddings"}).json()["files"]
         assert {item["path"] for item in files} >= {"embeddings/vectors.tsv", "embeddings/metadata.tsv"}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
 
 
 def test_a_queued_sweep_makes_one_mlflow_run_per_experiment_in_the_projects_store(project: Path) -> None:

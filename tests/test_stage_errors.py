@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, free_port, tool_env
+from conftest import REPO_ROOT, mlflow_server, refused_port, stop_server, tool_env
 
 
-def stage(workdir: Path, name: str) -> subprocess.CompletedProcess[str]:
-    env = tool_env(PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir, env=env, capture_output=True,
-                          text=True, timeout=300)
+def stage(workdir: Path, name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline NAME` (a stage, or another command) in `workdir`."""
+    return subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir,
+                          env=tool_env(PYTHONPATH=str(REPO_ROOT), **env), capture_output=True, text=True, timeout=300)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -98,10 +100,12 @@ def test_unreachable_tracking_server_fails_before_training(workdir: Path) -> Non
     for name in ("download", "vectorize", "examples"):
         assert stage(workdir, name).returncode == 0
     # MLflow's client alone retries for minutes (259 s measured); the stage asks once, in seconds.
-    env = tool_env(PYTHONPATH=str(REPO_ROOT), MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
-    result = subprocess.run([sys.executable, "-m", "pipeline", "train"], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=120)
+    with refused_port() as port:
+        started = time.monotonic()
+        result = stage(workdir, "train", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+        seconds = time.monotonic() - started
     line = one_line_error(result)
+    assert seconds < 15, seconds
     assert "MLflow tracking server http://127.0.0.1:" in line and "does not answer" in line
     assert "unset MLFLOW_TRACKING_URI" in line
     assert "Epoch 1/" not in result.stdout  # it stopped before training
@@ -174,38 +178,124 @@ def test_a_vocabulary_that_does_not_match_the_embedding_stops_export(examples_ma
     assert not (workdir / "exports").exists()
 
 
-def test_killed_trainings_leave_no_running_mlflow_run_and_no_temporaries(examples_made: Path,
-                                                                         tmp_path: Path) -> None:
+def start_training(workdir: Path, until_line: str, **env: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """`python -m pipeline train`, returned once it printed a line starting with `until_line`."""
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "train"], cwd=workdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env=tool_env(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", **env))
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(until_line):
+            return process, lines
+    raise AssertionError(f"training ended before {until_line!r} ({process.wait()}):\n{''.join(lines)[-3000:]}")
+
+
+def runs(store: str) -> list[Any]:
     from mlflow import MlflowClient
 
-    workdir = tmp_path / "project"
-    shutil.copytree(examples_made, workdir)
-    set_params(workdir, train__epochs=500)
-    env = tool_env(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+    client = MlflowClient(tracking_uri=store)
+    return client.search_runs([client.get_experiment_by_name("word2vec").experiment_id],
+                              order_by=["attributes.start_time ASC"])
 
-    def train_until_epoch_3() -> subprocess.Popen[str]:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline", "train"], cwd=workdir, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("Epoch 3/"):
-                return process
-        raise AssertionError(f"training ended before epoch 3 ({process.wait()})")
 
-    def statuses() -> list[str]:
-        client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-        runs = client.search_runs([client.get_experiment_by_name("word2vec").experiment_id],
-                                  order_by=["attributes.start_time ASC"])
-        return [run.info.status for run in runs]
+def loss_steps(store: str, run_id: str) -> list[int]:
+    from mlflow import MlflowClient
 
-    stopped = train_until_epoch_3()
-    stopped.terminate()  # SIGTERM: unwinds, the run ends KILLED at once
-    assert stopped.wait(timeout=120) == 128 + 15
-    killed = train_until_epoch_3()
-    killed.kill()  # kill -9: nothing runs, the run stays RUNNING and the temporary folder stays
+    return sorted(point.step for point in MlflowClient(tracking_uri=store).get_metric_history(run_id, "loss"))
+
+
+def copy_project(examples_made: Path, destination: Path, epochs: int) -> Path:
+    shutil.copytree(examples_made, destination)
+    set_params(destination, train__epochs=epochs)
+    return destination
+
+
+def test_a_training_killed_with_kill_9_resumes_into_the_same_run(examples_made: Path, tmp_path: Path) -> None:
+    epochs = 60
+    unbroken = copy_project(examples_made, tmp_path / "unbroken", epochs)
+    assert stage(unbroken, "train").returncode == 0
+    workdir = copy_project(examples_made, tmp_path / "project", epochs)
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    killed, _ = start_training(workdir, "Epoch 20/")
+    killed.kill()  # kill -9: no cleanup runs
     killed.wait(timeout=60)
-    assert statuses() == ["KILLED", "RUNNING"] and list(workdir.glob(".models.*.tmp"))
+    (checkpoint,) = (workdir / ".w2v" / "checkpoints").iterdir()
+    finished = len(json.loads((checkpoint / "history.json").read_text()))
+    (before,) = runs(store)
+    assert before.info.status == "RUNNING" and 19 <= finished < epochs
+
+    result = stage(workdir, "train")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (after,) = runs(store)  # the same run, continued
+    resumed_at = int(after.data.tags["w2v.resumed_at_epoch"])
+    assert after.info.run_id == before.info.run_id and after.info.status == "FINISHED"
+    assert f"resumed after epoch {resumed_at}" in result.stdout and finished - 1 <= resumed_at <= finished
+    assert f"Epoch {resumed_at + 1}/{epochs}" in result.stdout and f"Epoch {resumed_at}/{epochs}" not in result.stdout
+    assert loss_steps(store, after.info.run_id) == list(range(epochs))  # each epoch logged once
+    assert len((workdir / "metrics" / "train_history.csv").read_text().splitlines()) == 1 + epochs
+    # Same data order and draws as an unbroken training: the same embedding, bit for bit.
+    for name in ("models/w2v_embedding.npy", "metrics/train_history.csv"):
+        assert (workdir / name).read_bytes() == (unbroken / name).read_bytes(), name
+    assert not list((workdir / ".w2v" / "checkpoints").iterdir()) and not list(workdir.glob(".models.*.tmp"))
+
+
+def test_killed_trainings_of_other_params_leave_no_running_run_and_no_leftovers(examples_made: Path,
+                                                                               tmp_path: Path) -> None:
+    workdir = copy_project(examples_made, tmp_path / "project", 500)
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    checkpoints = workdir / ".w2v" / "checkpoints"
+    stopped, _ = start_training(workdir, "Epoch 3/")
+    stopped.terminate()  # SIGTERM: unwinds, the run ends KILLED at once; its checkpoint stays for a rerun
+    assert stopped.wait(timeout=120) == 128 + 15
+    assert [run.info.status for run in runs(store)] == ["KILLED"] and len(list(checkpoints.iterdir())) == 1
+    set_params(workdir, train__epochs=400)  # another training: it does not resume the first
+    killed, _ = start_training(workdir, "Epoch 3/")
+    killed.kill()  # kill -9: the run stays RUNNING, the temporary model folder stays
+    killed.wait(timeout=60)
+    assert [run.info.status for run in runs(store)] == ["KILLED", "RUNNING"]
+    assert len(list(checkpoints.iterdir())) == 1 and list(workdir.glob(".models.*.tmp"))
     set_params(workdir, train__epochs=1)
-    assert stage(workdir, "train").returncode == 0  # the next training cleans up after the dead one
-    assert statuses() == ["KILLED", "KILLED", "FINISHED"]
-    assert not list(workdir.glob(".models.*.tmp")) and (workdir / "models" / "w2v_embedding.npy").is_file()
+    result = stage(workdir, "train")  # the next training cleans up after the dead ones
+    assert result.returncode == 0 and "left RUNNING by a killed training: marked KILLED" in result.stdout
+    assert [run.info.status for run in runs(store)] == ["KILLED", "KILLED", "FINISHED"]
+    assert not list(checkpoints.iterdir()) and not list(workdir.glob(".models.*.tmp"))
+    assert (workdir / "models" / "w2v_embedding.npy").is_file()
+
+
+def test_a_store_lost_mid_training_loses_nothing(examples_made: Path, tmp_path: Path) -> None:
+    epochs = 200
+    workdir = copy_project(examples_made, tmp_path / "project", epochs)
+    server, url = mlflow_server(tmp_path / "store")
+    try:
+        training, lines = start_training(workdir, "Epoch 3/", MLFLOW_TRACKING_URI=url)
+        stop_server(server)  # the store goes away at epoch 3
+        assert training.stdout is not None
+        output = "".join(lines) + training.stdout.read()
+        assert training.wait(timeout=300) == 0, output[-3000:]
+    finally:
+        stop_server(server)
+    assert "WARNING: the MLflow store failed" in output and "python -m pipeline sync" in output
+    assert len((workdir / "metrics" / "train_history.csv").read_text().splitlines()) == 1 + epochs
+    (outbox,) = (workdir / ".w2v" / "outbox").iterdir()
+    line = one_line_error(stage(workdir, "sync", MLFLOW_TRACKING_URI=url))  # still down: says so
+    assert "does not answer" in line and outbox.is_dir()
+
+    server, _ = mlflow_server(tmp_path / "store", port=int(url.rsplit(":", 1)[1]))  # the store is back
+    try:
+        synced = stage(workdir, "sync", MLFLOW_TRACKING_URI=url)
+        assert synced.returncode == 0 and "tracking requests sent" in synced.stdout, synced.stdout + synced.stderr
+        (run,) = runs(url)
+        assert run.info.run_id == outbox.name and run.info.status == "FINISHED"
+        assert loss_steps(url, run.info.run_id) == list(range(epochs))  # the whole history, each epoch once
+        embedding = workdir / "models" / "w2v_embedding.npy"
+        assert run.data.tags["w2v.embedding_sha256"] == hashlib.sha256(embedding.read_bytes()).hexdigest()
+        from mlflow import MlflowClient
+
+        artifacts = {item.path for item in MlflowClient(tracking_uri=url).list_artifacts(run.info.run_id)}
+        assert {"model", "tensorboard"} <= artifacts
+        assert not outbox.exists()
+        assert "nothing to send" in stage(workdir, "sync", MLFLOW_TRACKING_URI=url).stdout
+    finally:
+        stop_server(server)
