@@ -33,11 +33,15 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY requirements.lock ./
+# GPU hosts: --build-arg EXTRA_PACKAGES="tensorflow[and-cuda]==2.21.0" adds TensorFlow's CUDA wheels.
+ARG EXTRA_PACKAGES=""
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
+    && echo "${EXTRA_PACKAGES}" | tr ' ' '\n' >/tmp/extra-packages.txt \
     && python3 -m venv "$VIRTUAL_ENV" \
     && pip install --no-cache-dir pip==26.3 setuptools==84.2.1 \
-    && pip install --no-cache-dir -r requirements.lock
+    && pip install --no-cache-dir -r requirements.lock -r /tmp/extra-packages.txt \
+    && rm /tmp/extra-packages.txt
 
 # The whole checkout, .git included: DVC needs the repository, and each run records its commit
 # (.dockerignore leaves out only what git ignores). Offline: setuptools is already in the venv.
