@@ -61,8 +61,36 @@ if [ -z "${MLFLOW_TRACKING_URI:-}" ]; then
     fi
 fi
 
+# `docker stop` signals this script, the container's PID 1: pass it on to the run's `python -m pipeline`
+# processes (the repro and the stage it runs), which unwind: the MLflow run ends KILLED, the training's
+# checkpoints stay in state/. This script waits for every process: the container ends with it.
+stopping=
+# shellcheck disable=SC2317  # (run by the trap)
+stop() {
+    trap '' TERM INT
+    stopping=1
+    local process arguments
+    for process in /proc/[0-9]*; do
+        mapfile -d '' -t arguments 2>/dev/null <"$process/cmdline" || continue
+        if [ "${arguments[*]:1:2}" = "-m pipeline" ]; then kill -TERM "${process#/proc/}" 2>/dev/null || true; fi
+    done
+}
+trap stop TERM INT
+python -m pipeline repro "${force[@]}" &
 status=0
-python -m pipeline repro "${force[@]}" || status=$?
+wait "$!" || status=$?
+if [ -n "$stopping" ]; then
+    status=143
+    while [ "$$" = 1 ]; do
+        running=
+        for process in /proc/[0-9]*; do
+            [ "$process" = /proc/1 ] && continue
+            read -r _ _ state _ 2>/dev/null <"$process/stat" && [ "$state" != Z ] && running=1
+        done
+        [ -n "$running" ] || break
+        sleep 0.2
+    done
+fi
 if [ "$status" = 0 ]; then
     for folder in exports metrics; do
         rm -rf "$out/$folder.tmp" && cp -R "$folder" "$out/$folder.tmp"
