@@ -38,11 +38,11 @@ def _succeeds(command: list[str], timeout: float = 60) -> bool:
 def _buildkit_client() -> str | None:
     """A docker client that builds with BuildKit: one with the buildx plugin, or Docker 20.10's own
     (a newer client without buildx builds only with the legacy builder, which has no build secrets)."""
-    for client in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
+    for client in dict.fromkeys(filter(None, [shutil.which("docker"), shutil.which("/usr/bin/docker")])):
         if _succeeds([client, "buildx", "version"]):
             return client
         version = subprocess.run([client, "version", "--format", "{{.Client.Version}}"], capture_output=True,
-                                 text=True).stdout.strip()
+                                 text=True, timeout=60).stdout.strip()
         if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
             return client
     return None
