@@ -269,10 +269,16 @@ class Outbox:
     def send(self, client: MlflowClient) -> int:
         """Deliver the requests in order, counting each one the store took (a send cut short resumes
         there); the outbox is removed when all are in. Returns how many were sent."""
+        run_id = self.directory.name
         requests = self.requests()
         sent = int(self._sent.read_text()) if self._sent.is_file() else 0
-        for index in range(sent, len(requests)):
-            _perform(client, self.directory.name, requests[index])
+        # An epoch is logged once, whichever process got it to the store first.
+        logged_epochs = {metric.step for metric in client.get_metric_history(run_id, "loss")}
+        for index, request in enumerate(requests[sent:], start=sent):
+            if not (request[0] == "log_epoch" and request[1] in logged_epochs):
+                _perform(client, run_id, request)
+                if request[0] == "log_epoch":
+                    logged_epochs.add(request[1])
             self._sent.write_text(str(index + 1))
         shutil.rmtree(self.directory)
         return len(requests) - sent
@@ -323,12 +329,14 @@ def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], 
         except EOFError:  # the stage died: its checkpoint keeps the run for the next try
             return
         kind = request[0]
-        # An epoch logged before the training was killed and resumed is logged once.
+        # An epoch is logged once: the stage sends them all again at the end, and after a resume.
         live = error is None and kind != "ready" and not (kind == "log_epoch" and request[1] in logged_epochs)
         if live and client is not None and run_id is not None:
             if outbox is None:
                 try:
                     _perform(client, run_id, request)
+                    if kind == "log_epoch":
+                        logged_epochs.add(request[1])
                 except Exception as failure:
                     outbox = Outbox(run_id)
                     print(f"WARNING: the MLflow store failed ({_one_line(failure)}): training goes on; what "

@@ -102,6 +102,7 @@ def test_a_failed_stage_keeps_the_git_tracked_metrics(project: Path) -> None:
     params_text = (project / "params.yaml").read_text()
     metrics = {name: (project / "metrics" / name).read_bytes() for name in
                ("train.json", "train_history.csv", "evaluate.json", "neighbours.json")}
+    embedding = digest(project / "models" / "w2v_embedding.npy")
     (project / "params.yaml").write_text(params_text.replace("batch_size: 1024", "batch_size: 100000000"))
     try:
         result = run(["dvc", "repro"], project, check=False)
@@ -109,6 +110,9 @@ def test_a_failed_stage_keeps_the_git_tracked_metrics(project: Path) -> None:
         assert {name: (project / "metrics" / name).read_bytes() for name in metrics} == metrics
     finally:
         (project / "params.yaml").write_text(params_text)
+    # DVC removed the stage's cached outputs before it ran; its cache gives them back as they were.
+    run(["dvc", "checkout", "models"], project)
+    assert digest(project / "models" / "w2v_embedding.npy") == embedding
 
 
 def test_changing_epochs_reruns_train_export_and_evaluate_only(project: Path) -> None:

@@ -123,6 +123,21 @@ def test_bad_override_fails_before_any_flow_run(project: Path, prefect_server: s
     assert len(api(prefect_server, "/flow_runs/filter", {})) == before
 
 
+def test_a_failing_stage_fails_the_flow_run_with_the_stages_one_line(project: Path, prefect_server: str) -> None:
+    env = tool_env(PREFECT_API_URL=prefect_server)
+    result = run([sys.executable, "-m", "pipeline", "run", "--set", "train.batch_size=100000000", "--name",
+                  "too-big-batch"], project, env, check=False)
+    assert result.returncode != 0
+    (flow_run,) = api(prefect_server, "/flow_runs/filter", {"flow_runs": {"name": {"any_": ["too-big-batch"]}}})
+    message = flow_run["state"]["message"]
+    assert flow_run["state_type"] == "FAILED"
+    assert "fewer than train.batch_size=100000000: lower train.batch_size" in message
+    assert "\n" not in message and "Traceback" not in message
+    tasks = task_runs(prefect_server, flow_run["id"])
+    assert tasks["train"] == "FAILED" and "export" not in tasks
+    assert run(["git", "status", "--porcelain"], project).stdout == ""  # the checkout is untouched
+
+
 def test_served_deployment_has_a_typed_form_and_queues_its_runs(project: Path, prefect_server: str) -> None:
     env = tool_env(PREFECT_API_URL=prefect_server)
     params_before = (project / "params.yaml").read_bytes()

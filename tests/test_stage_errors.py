@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -299,3 +301,23 @@ def test_a_store_lost_mid_training_loses_nothing(examples_made: Path, tmp_path: 
         assert "nothing to send" in stage(workdir, "sync", MLFLOW_TRACKING_URI=url).stdout
     finally:
         stop_server(server)
+
+
+def test_a_tracking_process_that_dies_mid_training_loses_nothing(examples_made: Path, tmp_path: Path) -> None:
+    epochs = 100
+    workdir = copy_project(examples_made, tmp_path / "project", epochs)
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    training, lines = start_training(workdir, "Epoch 3/")
+    (child,) = subprocess.run(["pgrep", "-P", str(training.pid), "-f", "spawn_main"], capture_output=True,
+                              text=True).stdout.split()
+    os.kill(int(child), signal.SIGKILL)
+    assert training.stdout is not None
+    output = "".join(lines) + training.stdout.read()
+    assert training.wait(timeout=300) == 0, output[-3000:]
+    assert "WARNING: the MLflow tracking process died" in output and "python -m pipeline sync" in output
+    synced = stage(workdir, "sync")
+    assert "tracking requests sent" in synced.stdout, synced.stdout + synced.stderr
+    (run,) = runs(store)
+    assert run.info.status == "FINISHED" and loss_steps(store, run.info.run_id) == list(range(epochs))
+    embedding = workdir / "models" / "w2v_embedding.npy"
+    assert run.data.tags["w2v.embedding_sha256"] == hashlib.sha256(embedding.read_bytes()).hexdigest()

@@ -88,9 +88,10 @@ def run(params: Params) -> str:
             np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
             if result.first_epoch:
                 mlflow_run.set_tags({"w2v.resumed_at_epoch": str(result.first_epoch)})
-                # Epochs the killed try finished but did not get to send (the tracking child skips the others).
-                for epoch in range(result.first_epoch):
-                    mlflow_run.log_epoch(epoch, {name: values[epoch] for name, values in result.history.items()})
+            # Every epoch again, from the history on disk: the run gets any that a killed try or a dead tracking
+            # process did not send (those already in the store are skipped).
+            for epoch in range(params.train.epochs):
+                mlflow_run.log_epoch(epoch, {name: values[epoch] for name, values in result.history.items()})
             mlflow_run.log_artifact(out_dir / layout.MODEL_FILE.name, "model")
             mlflow_run.log_artifact(tensorboard_dir, "tensorboard")
             mlflow_run.tag_embedding(out_dir / layout.EMBEDDING_FILE.name)
