@@ -23,7 +23,8 @@ from conftest import REPO_ROOT, mlflow_server, refused_port, stop_server, tool_e
 def stage(workdir: Path, name: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m pipeline NAME` (a stage, or another command) in `workdir`."""
     return subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir,
-                          env=tool_env(PYTHONPATH=str(REPO_ROOT), **env), capture_output=True, text=True, timeout=300)
+                          env=tool_env(**{"PYTHONPATH": str(REPO_ROOT), **env}), capture_output=True, text=True,
+                          timeout=300)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -152,7 +153,10 @@ def test_damaged_example_shards_stop_training_before_tensorflow_loads(
     workdir = tmp_path / "project"
     shutil.copytree(examples_made, workdir)
     damage(workdir / "data" / "examples" / "shard-00000" / "outputs.npy")
-    result = stage(workdir, "train")
+    # A tensorflow that cannot be imported: the check must come first.
+    (tmp_path / "no-tf" / "tensorflow").mkdir(parents=True)
+    (tmp_path / "no-tf" / "tensorflow" / "__init__.py").write_text("raise ImportError('TensorFlow was loaded')\n")
+    result = stage(workdir, "train", PYTHONPATH=f"{tmp_path / 'no-tf'}{os.pathsep}{REPO_ROOT}")
     line = one_line_error(result)
     assert "data/examples/shard-00000" in line and message in line and "dvc repro -f examples" in line
     assert "Epoch" not in result.stdout and not (workdir / "mlflow.db").exists()  # no training, no run

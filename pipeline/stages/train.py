@@ -25,7 +25,6 @@ from pipeline.stages.examples import shard_examples
 from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
-from w2vpipe.model import save_model
 from w2vpipe.params import Params, flatten
 from w2vpipe.skipgrams import Examples, load_examples_shard, noise_probabilities, word_counts
 from w2vpipe.training import (
@@ -51,6 +50,8 @@ def run(params: Params) -> str:
     check_trainable(stats["pairs"], params.train)
     layout.check_example_shards(len(counts), stats)
     tracking.check_store()
+    from w2vpipe.model import save_model  # TensorFlow loads here, once the inputs are known to be sound
+
     shards = training_shards(params, counts)
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"
