@@ -100,6 +100,21 @@ def test_word2vec_subsampling_matches_gensims_formula() -> None:
     assert keep[1] < keep[2] < keep[3] < 1.0
 
 
+def test_make_examples_drops_each_word_at_word2vecs_rate() -> None:
+    """word2vec.c's subsampling through `make_examples`: words dropped before windowing, each word
+    kept at its `word2vec_keep_probabilities` rate (a kept word is the target of two pairs)."""
+    rng = np.random.default_rng(3)
+    tokens = rng.choice([1, 2, 3], size=300_000, p=[0.6, 0.3, 0.1]) + 1  # ids 2..4: no padding, no [UNK]
+    counts = np.bincount(tokens, minlength=5)
+    examples = make_examples(tokens, np.array([len(tokens)]), 1, 4, counts, np.random.default_rng(0), sample=1e-3,
+                             noise="unigram", store_negatives=False, drop_before_windowing=True)
+    keep = word2vec_keep_probabilities(counts, sample=1e-3)
+    for word in (2, 3, 4):
+        kept = np.count_nonzero(examples.inputs == word) / 2 / counts[word]
+        assert kept == pytest.approx(keep[word], rel=0.03), word
+    assert keep[2] < keep[3] < keep[4] < 1.0  # the test means something: all three are subsampled, unequally
+
+
 def test_log_uniform_draws_follow_tensorflows_distribution() -> None:
     range_max = 50
     draws = sample_log_uniform(np.random.default_rng(3), 400_000, range_max)
