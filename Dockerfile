@@ -2,7 +2,7 @@
 # Needs BuildKit: Docker 23+ builds with it by default; Docker 20.10 with DOCKER_BUILDKIT=1.
 #   docker build -t w2vpipe .                                          # on python:3.11 slim
 #   docker build --build-arg BASE=w2vpipe-base:bookworm -t w2vpipe .   # on docker/base-image.sh's base
-#   mkdir -p out && docker run --rm -v "$PWD/out:/out" w2vpipe --set train.epochs=5
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$HOME/w2vpipe-out:/out" w2vpipe --set train.epochs=5
 # Behind a TLS-inspecting proxy, lend pip the host's CA bundle for the build (never stored in a layer):
 #   --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
 # BASE may be any image with Python 3.11 (what requirements.lock was made on) on Debian or Ubuntu.

@@ -65,6 +65,7 @@ fi
 # processes (the repro and the stage it runs), which unwind: the MLflow run ends KILLED, the training's
 # checkpoints stay in state/. This script waits for every process: the container ends with it.
 stopping=
+signalled=()
 # shellcheck disable=SC2317  # (run by the trap)
 stop() {
     trap '' TERM INT
@@ -72,7 +73,9 @@ stop() {
     local process arguments
     for process in /proc/[0-9]*; do
         mapfile -d '' -t arguments 2>/dev/null <"$process/cmdline" || continue
-        if [ "${arguments[*]:1:2}" = "-m pipeline" ]; then kill -TERM "${process#/proc/}" 2>/dev/null || true; fi
+        if [ "${arguments[*]:1:2}" = "-m pipeline" ] && kill -TERM "${process#/proc/}" 2>/dev/null; then
+            signalled+=("${process#/proc/}")
+        fi
     done
 }
 trap stop TERM INT
@@ -81,14 +84,8 @@ status=0
 wait "$!" || status=$?
 if [ -n "$stopping" ]; then
     status=143
-    while [ "$$" = 1 ]; do
-        running=
-        for process in /proc/[0-9]*; do
-            [ "$process" = /proc/1 ] && continue
-            read -r _ _ state _ 2>/dev/null <"$process/stat" && [ "$state" != Z ] && running=1
-        done
-        [ -n "$running" ] || break
-        sleep 0.2
+    for pid in "${signalled[@]}"; do
+        while read -r _ _ state _ 2>/dev/null <"/proc/$pid/stat" && [ "$state" != Z ]; do sleep 0.2; done
     done
 fi
 if [ "$status" = 0 ]; then
