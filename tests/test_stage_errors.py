@@ -325,3 +325,27 @@ def test_a_tracking_process_that_dies_mid_training_loses_nothing(examples_made: 
     assert run.info.status == "FINISHED" and loss_steps(store, run.info.run_id) == list(range(epochs))
     embedding = workdir / "models" / "w2v_embedding.npy"
     assert run.data.tags["w2v.embedding_sha256"] == hashlib.sha256(embedding.read_bytes()).hexdigest()
+
+
+def test_training_that_raises_mid_way_fails_in_one_line_and_resumes(examples_made: Path, tmp_path: Path) -> None:
+    """A fault inside the training loop (here: the sentences each epoch redraws its examples from
+    vanish): one line, the run FAILED, the checkpoint kept; put right, the rerun resumes that run."""
+    epochs = 300
+    workdir = copy_project(examples_made, tmp_path / "project", epochs)
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    shard = workdir / "data" / "vectorized" / "shard-00000"
+    training, lines = start_training(workdir, "Epoch 3/")
+    shard.rename(tmp_path / "shard-away")
+    assert training.stdout is not None
+    output = "".join(lines) + training.stdout.read()
+    assert training.wait(timeout=300) == 2, output[-3000:]
+    (error,) = [line for line in output.splitlines() if line.startswith("error:")]
+    assert "data/vectorized/shard-00000 disappeared during training" in error and "dvc checkout" in error
+    assert "Traceback" not in output
+    (failed,) = runs(store)
+    assert failed.info.status == "FAILED" and len(list((workdir / ".w2v" / "checkpoints").iterdir())) == 1
+    (tmp_path / "shard-away").rename(shard)
+    result = stage(workdir, "train")
+    assert result.returncode == 0 and "resumed after epoch" in result.stdout, result.stdout + result.stderr
+    (resumed,) = runs(store)
+    assert resumed.info.status == "FINISHED" and loss_steps(store, resumed.info.run_id) == list(range(epochs))

@@ -180,6 +180,10 @@ def epoch_examples(index: int, params: Params, counts: np.ndarray, epoch: int) -
     stored = layout.shard_dir(layout.EXAMPLES_DIR, index)
     if epoch == 0 and stored.is_dir():
         return load_examples_shard(stored)
+    source = layout.shard_dir(layout.VECTORIZED_DIR, index)
+    if not source.is_dir():
+        raise PipelineError(f"{source} disappeared during training (epoch {epoch + 1} draws its examples from it): "
+                            f"restore it (dvc checkout {layout.VECTORIZED_DIR}) and rerun: training resumes")
     return shard_examples(index, params.examples, params.train.architecture, counts, epoch=epoch)[1]
 
 

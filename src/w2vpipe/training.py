@@ -87,7 +87,8 @@ def batch_labels(batch_size: int, num_contexts: int) -> np.ndarray:
 
 
 def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epoch: int, seed: int,
-                 num_contexts: int, template: Examples, first_epoch: int = 0) -> tf.data.Dataset:
+                 num_contexts: int, template: Examples, first_epoch: int = 0,
+                 failures: list[Exception] | None = None) -> tf.data.Dataset:
     """Batches of ((inputs, outputs), labels), streamed shard by shard: memory holds one shard.
     A shard given as a function is asked for each epoch's examples (a new subsampling draw).
 
@@ -98,14 +99,22 @@ def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epo
     redraw has fewer pairs), and its order is seeded by (seed, epoch): a training resumed at
     `first_epoch` sees what an unbroken one would have. Labels are the same for every row (the true
     context first, then the negatives), so they are built once rather than read from the shards.
-    `template` is any shard's examples: the columns of every shard's.
+    `template` is any shard's examples: the columns of every shard's. An error met while reading or
+    drawing examples is also appended to `failures`: tf.data hands it on wrapped in its own.
     """
     tf = import_tensorflow()
 
     epochs = itertools.count(first_epoch)
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        epoch = next(epochs)
+        try:
+            yield from epoch_rows(next(epochs))
+        except Exception as error:
+            if failures is not None:
+                failures.append(error)
+            raise
+
+    def epoch_rows(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([seed, epoch])
         remaining = steps_per_epoch * batch_size
         while remaining:
@@ -287,14 +296,20 @@ def train_word2vec(
                 on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
             )
         )
+    input_failures: list[Exception] = []
     dataset = make_dataset(list(shards), params.batch_size, steps_per_epoch, params.seed, num_contexts,
-                           template=first, first_epoch=first_epoch)
+                           template=first, first_epoch=first_epoch, failures=input_failures)
     validation_dataset = make_validation_dataset(list(validation), params.batch_size, num_contexts)
     if before_fit is not None:
         before_fit()
     started = time.perf_counter()
-    history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                        verbose=verbose, shuffle=False, validation_data=validation_dataset)
+    try:
+        history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                            verbose=verbose, shuffle=False, validation_data=validation_dataset)
+    except Exception:
+        if input_failures:  # the input's own error, not TensorFlow's wrapping of it
+            raise input_failures[0] from None
+        raise
     fit_seconds = time.perf_counter() - started
     return TrainResult(
         model=model,
