@@ -6,6 +6,7 @@
     python -m pipeline serve               # a Prefect deployment, runnable from the UI
     python -m pipeline params              # every param: default, allowed values, meaning
     python -m pipeline sync                # send the tracking kept on disk while the MLflow store was down
+    python -m pipeline query neighbours king      # nearest words; also: analogy man king woman, similarity a b
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 import sys
 import time
 
-from pipeline import layout
+from pipeline import layout, query
 from w2vpipe.errors import PipelineError
 
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                             help="override a params.yaml key, e.g. --set train.epochs=5 (repeatable)")
     run_parser.add_argument("--name", help="the run's name (flow run, DVC experiment, MLflow run); default: Prefect's")
     commands.add_parser("params", help="print every param as a markdown table (the README's)")
+    query.add_parser(commands)
     commands.add_parser("sync", help="send the tracking that trainings kept on disk while the MLflow store was down")
     serve_parser = commands.add_parser("serve", help="serve the flow as a Prefect deployment (runs from the UI)")
     serve_parser.add_argument("--name", default="word2vec", help="deployment name (default: word2vec)")
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.flow import run_from_cli
 
             run_from_cli(args.overrides, args.name)
+        elif args.command == "query":
+            query.run(args)
         elif args.command == "sync":
             _sync()
         elif args.command == "params":

@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from pipeline.dvc_run import git
 from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import yaml_value
+from w2vpipe.vectors import KEYED_VECTORS_FILE
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -170,16 +172,21 @@ def mark_dead_runs(client: MlflowClient, experiment: str) -> list[str]:
     host = socket.gethostname()
     runs = client.search_runs([experiment], filter_string=f"attributes.status = 'RUNNING' and "
                                                           f"tags.`{HOST_TAG}` = '{host}'")
-    dead = []
-    for run in runs:
-        try:
-            os.kill(int(run.data.tags[PID_TAG]), 0)
-        except ProcessLookupError:
-            client.set_terminated(run.info.run_id, "KILLED")
-            dead.append(run.info.run_id)
-        except (KeyError, ValueError, PermissionError):  # no pid, or a live process of another user
-            continue
+    dead = [run.info.run_id for run in runs if process_gone(run.data.tags.get(PID_TAG))]
+    for run_id in dead:
+        client.set_terminated(run_id, "KILLED")
     return dead
+
+
+def process_gone(pid: object) -> bool:
+    """Whether process `pid` of this host has ended (False when unknown, or another user's)."""
+    try:
+        os.kill(int(str(pid)), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return False
 
 
 def _start_run(client: MlflowClient, flat_params: dict[str, Any], tags: dict[str, str],
@@ -470,23 +477,87 @@ def training_run(embedding_file: Path) -> tuple[MlflowClient, str] | None:
     return _newest_run_tagged(EMBEDDING_TAG, file_sha256(embedding_file))
 
 
+# The registered model every training adds a version to, and the alias its best version carries.
+MODEL_NAME = "word2vec"
+CHAMPION_ALIAS = "champion"
+CHAMPION_METRIC = "wordsim353_spearman"
+SERVING_MODEL_FILE = Path(__file__).with_name("serving_model.py")
+
+
+def log_embeddings_model(run_id: str, keyed_vectors_file: Path) -> str:
+    """Log the embeddings into the run as an MLflow pyfunc model (`serving_model.py`: a list of words
+    in, each word's nearest words out) and register it as a new version of `word2vec`; returns the
+    version."""
+    import gensim
+    import mlflow
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    example_input = ["king", "queen"]
+    example_output = [{"word": "king", "known": True, "neighbours": [{"word": "queen", "cosine": 0.7}],
+                       "vector": [0.1, -0.2]}, {"word": "queen", "known": False, "neighbours": []}]
+    signature = infer_signature(example_input, example_output, params={"top": 10, "vectors": False})
+    mlflow.set_tracking_uri(tracking_uri())
+    with warnings.catch_warnings():  # MLflow asks for type hints, which would drop the params from the signature
+        warnings.simplefilter("ignore")
+        with mlflow.start_run(run_id=run_id):
+            logged = mlflow.pyfunc.log_model(
+                name="embeddings", python_model=str(SERVING_MODEL_FILE),
+                artifacts={"keyed_vectors": str(keyed_vectors_file)}, signature=signature,
+                input_example=example_input, registered_model_name=MODEL_NAME,
+                pip_requirements=[f"mlflow=={mlflow.__version__}", f"gensim=={gensim.__version__}",
+                                  f"numpy=={np.__version__}"])
+    return str(logged.registered_model_version)
+
+
+def update_champion(client: MlflowClient, run_id: str) -> str | None:
+    """Give the run's model version the `champion` alias when its score beats the champion's (or
+    there is none). Export and evaluate both call it, in whichever order DVC runs them: it acts once
+    the run has both a version and a score. Returns what it did, or None when it cannot tell yet."""
+    from mlflow.exceptions import MlflowException
+
+    score = client.get_run(run_id).data.metrics.get(CHAMPION_METRIC)
+    versions = [version for version in client.search_model_versions(f"run_id = '{run_id}'")
+                if version.name == MODEL_NAME]
+    if score is None or not versions:
+        return None
+    version = max(versions, key=lambda found: int(found.version))
+    try:
+        champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+        best = client.get_run(champion.run_id).data.metrics.get(CHAMPION_METRIC) if champion.run_id else None
+    except MlflowException:  # no champion yet, or its run is gone
+        champion, best = None, None
+    if champion is not None and champion.version == version.version:
+        return f"{MODEL_NAME} version {version.version} ({CHAMPION_METRIC} {score:.4f}) is @{CHAMPION_ALIAS}"
+    if champion is not None and best is not None and best >= score:
+        return (f"{MODEL_NAME} version {version.version} ({CHAMPION_METRIC} {score:.4f}) stays behind "
+                f"@{CHAMPION_ALIAS}, version {champion.version} ({best:.4f})")
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version.version)
+    return f"{MODEL_NAME} version {version.version} ({CHAMPION_METRIC} {score:.4f}) is now @{CHAMPION_ALIAS}"
+
+
 def log_export(embedding_file: Path, export_dir: Path) -> str | None:
-    """Add the exported files to the training's run; returns the run id, or None if it is gone."""
+    """Add the exported files to the training's run, and the embeddings as a registered MLflow model;
+    returns what was done, or None if the run is gone."""
     found = training_run(embedding_file)
     if found is None:
         return None
     client, run_id = found
     client.log_artifacts(run_id, str(export_dir), "embeddings")
-    return run_id
+    version = log_embeddings_model(run_id, export_dir / KEYED_VECTORS_FILE)
+    champion = update_champion(client, run_id)
+    return f"added to MLflow run {run_id}, registered as {MODEL_NAME} version {version}" + (
+        f"; {champion}" if champion else "")
 
 
 def log_evaluation(embedding_file: Path, metrics_file: Path, neighbours_file: Path) -> str | None:
-    """Add the evaluate stage's files to the training's run; returns the run id, or None if it is gone."""
+    """Add the evaluate stage's files to the training's run; returns what was done, or None if the run is gone."""
     found = training_run(embedding_file)
     if found is None:
         return None
     _log_evaluation_files(*found, metrics_file, neighbours_file)
-    return found[1]
+    champion = update_champion(*found)
+    return f"added to MLflow run {found[1]}" + (f"; {champion}" if champion else "")
 
 
 def _log_evaluation_files(client: MlflowClient, run_id: str, metrics_file: Path, neighbours_file: Path) -> None:
@@ -504,7 +575,7 @@ def _log_evaluation_files(client: MlflowClient, run_id: str, metrics_file: Path,
             for rank, neighbour in enumerate(nearest, start=1)]
     client.log_table(run_id, {"probe": [row[0] for row in rows], "rank": [row[1] for row in rows],
                               "neighbour": [row[2] for row in rows], "cosine": [row[3] for row in rows]},
-                     artifact_file="evaluation/neighbours.json")
+                     artifact_file="evaluation/neighbours_table.json")  # the plain file's name replaced the table
     for path in (metrics_file, neighbours_file):
         client.log_artifact(run_id, str(path), "evaluation")
 
@@ -521,10 +592,13 @@ def complete_run(client: MlflowClient, run_id: str, exports: Callable[[], Path |
     added = []
     if not client.list_artifacts(run_id, "embeddings") and (export_dir := exports()) is not None:
         client.log_artifacts(run_id, str(export_dir), "embeddings")
-        added.append("exports")
+        log_embeddings_model(run_id, export_dir / KEYED_VECTORS_FILE)
+        added.append("exports and model")
     if not client.list_artifacts(run_id, "evaluation") and (files := scores()) is not None:
         _log_evaluation_files(client, run_id, *files)
         added.append("scores")
+    if added:
+        update_champion(client, run_id)
     return added
 
 

@@ -89,7 +89,10 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     artifacts = {item.path for item in client.list_artifacts(run_id)}
     assert artifacts == {"model", "tensorboard", "embeddings", "evaluation"}
     embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
-    assert embeddings == {"embeddings/vectors.tsv", "embeddings/metadata.tsv", "embeddings/projector_config.pbtxt"}
+    assert embeddings == {f"embeddings/{name}" for name in ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt",
+                                                            "word2vec.txt", "word2vec.bin", "word2vec.kv")}
+    (version,) = client.search_model_versions(f"run_id = '{run_id}'")  # the embeddings as a registered model
+    assert version.name == "word2vec" and version.aliases == ["champion"]  # the only one so far, so the best
 
 
 def test_second_repro_runs_nothing(project: Path) -> None:

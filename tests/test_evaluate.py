@@ -86,4 +86,4 @@ def test_evaluation_lands_in_the_training_runs_mlflow_record(trained: tuple[Path
     assert run.data.metrics["analogies_coverage"] == pytest.approx(metrics["analogies"]["coverage"])
     assert len(client.get_metric_history(run_id, "val_loss")) == 3
     artifacts = {artifact.path for artifact in client.list_artifacts(run_id, "evaluation")}
-    assert {"evaluation/neighbours.json", "evaluation/evaluate.json"} <= artifacts
+    assert {"evaluation/neighbours.json", "evaluation/neighbours_table.json", "evaluation/evaluate.json"} <= artifacts

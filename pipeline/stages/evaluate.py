@@ -29,6 +29,6 @@ def run(params: Params) -> str:
               flush=True)
     if evaluation.missing_probes:
         print(f"  not in the vocabulary: {', '.join(evaluation.missing_probes)}", flush=True)
-    run_id = tracking.log_evaluation(layout.EMBEDDING_FILE, layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE)
-    tracked = f"added to MLflow run {run_id}" if run_id else "no MLflow run to add them to (train's run is gone)"
+    tracked = tracking.log_evaluation(layout.EMBEDDING_FILE, layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE)
+    tracked = tracked or "no MLflow run to add them to (train's run is gone)"
     return f"{evaluation.summary()}; {tracked}"

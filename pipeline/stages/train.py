@@ -8,21 +8,17 @@ outside DVC's outputs: a training killed at any point resumes there, into the sa
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
-import socket
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pipeline import layout, tracking
+from pipeline import checkpoints, layout, tracking
 from pipeline.stages.examples import shard_examples
-from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
@@ -56,7 +52,7 @@ def run(params: Params) -> str:
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
     per_batch = params.examples.negatives == "per_batch"
 
-    checkpoint_dir, earlier_try = claim_checkpoint(training_key(params, stats))
+    checkpoint_dir, earlier_try = checkpoints.claim(checkpoints.training_key(params, stats))
     logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate}
     # One folder per run, named as the run (the DVC experiment) where it has a name; a resumed run keeps its own.
     tensorboard_dir = Path(earlier_try.get("tensorboard_dir") or layout.project_root() / layout.TENSORBOARD_DIR / (
@@ -67,7 +63,8 @@ def run(params: Params) -> str:
     with tracking.TrainTracking(logged_params, {"stage": "train"}, resume_run_id=resume_run_id) as mlflow_run:
 
         def claim_run() -> None:
-            write_checkpoint_owner(checkpoint_dir, run_id=mlflow_run.wait_ready(), tensorboard_dir=str(tensorboard_dir))
+            run_id = mlflow_run.wait_ready()
+            checkpoints.write_owner(checkpoint_dir, run_id=run_id, tensorboard_dir=str(tensorboard_dir))
 
         with atomic_dir(layout.MODEL_DIR) as out_dir:
             result = train_word2vec(
@@ -106,63 +103,6 @@ def run(params: Params) -> str:
     return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")
-
-
-CHECKPOINT_OWNER_FILE = "owner.json"
-
-
-def training_key(params: Params, examples_stats: dict[str, Any]) -> str:
-    """What makes a rerun the same training: the params that shape it and the data it reads."""
-    shaping = {key: value for key, value in flatten(params).items() if key.startswith(("train.", "examples."))}
-    data = [file_sha256(path) for path in (layout.COUNTS_FILE, layout.VECTORIZED_DIR / layout.STATS_FILE_NAME)]
-    content = json.dumps([shaping, examples_stats, data], sort_keys=True, default=str)
-    return hashlib.sha256(content.encode()).hexdigest()[:16]
-
-
-def _owner(checkpoint_dir: Path) -> dict[str, Any]:
-    owner_file = checkpoint_dir / CHECKPOINT_OWNER_FILE
-    try:
-        return json.loads(owner_file.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _alive(owner: dict[str, Any]) -> bool:
-    if owner.get("host") != socket.gethostname() or "pid" not in owner:
-        return False
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def claim_checkpoint(key: str) -> tuple[Path, dict[str, Any]]:
-    """This training's checkpoint folder, and what a killed earlier try of it left there (its MLflow
-    run and TensorBoard folder; {} if none). Checkpoints of other trainings whose process is gone
-    are removed: a checkpoint resumes only the training it belongs to."""
-    root = layout.project_root() / layout.CHECKPOINTS_DIR
-    mine = root / f"train-{key}"
-    for checkpoint in sorted(root.glob("train-*")) if root.is_dir() else []:
-        owner = _owner(checkpoint)
-        if _alive(owner):
-            if checkpoint == mine:
-                raise PipelineError(f"the same training is already running (pid {owner['pid']}, checkpoints in "
-                                    f"{checkpoint}): wait for it, or stop it first")
-        elif checkpoint != mine:
-            shutil.rmtree(checkpoint, ignore_errors=True)
-    earlier_try = {key: value for key, value in _owner(mine).items() if key in ("run_id", "tensorboard_dir") and value}
-    write_checkpoint_owner(mine, **earlier_try)
-    return mine, earlier_try
-
-
-def write_checkpoint_owner(checkpoint_dir: Path, **details: str | None) -> None:
-    """Mark the checkpoint as this process's, with the MLflow run and TensorBoard folder it continues."""
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_file(checkpoint_dir / CHECKPOINT_OWNER_FILE) as tmp:
-        tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **details}))
 
 
 def training_shards(params: Params, counts: np.ndarray) -> list[ExampleSource]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from w2vpipe.vocabulary import PAD_TOKEN, UNKNOWN_TOKEN
+from w2vpipe.vectors import Neighbour, keyed_vectors
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
@@ -38,12 +38,6 @@ class AnalogyScore:
     accuracy: float | None  # on the covered questions; None when none is covered
     coverage: float  # share of the set's questions whose four words are in the vocabulary
     questions: int  # questions scored
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    word: str
-    cosine: float
 
 
 @dataclass(frozen=True)
@@ -74,18 +68,6 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     missing score is left out)."""
     return {f"{name}_{key}": float(value) for name, values in metrics.items()
             for key, value in values.items() if value is not None}
-
-
-def keyed_vectors(vocabulary: list[str], weights: np.ndarray) -> KeyedVectors:
-    """The embedding as gensim's `KeyedVectors`: one vector per word, padding and [UNK] left out."""
-    from gensim.models import KeyedVectors
-
-    if len(vocabulary) != len(weights):
-        raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
-    rows = [index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)]
-    vectors = KeyedVectors(vector_size=weights.shape[1], dtype=np.float32)
-    vectors.add_vectors([vocabulary[index] for index in rows], np.asarray(weights, dtype=np.float32)[rows])
-    return vectors
 
 
 def _number(value: float) -> float | None:

@@ -1,0 +1,103 @@
+"""`python -m pipeline query ...`: ask trained embeddings for neighbours, analogies and similarity.
+
+The vectors come from the export stage's folder (the default), a gensim KeyedVectors file, an MLflow
+run (`runs:/RUN_ID`, its `embeddings/` artifacts) or a registered model version
+(`models:/word2vec@champion`, `models:/word2vec/3`): any of the store's, not only the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline import layout
+from w2vpipe import vectors as embeddings
+from w2vpipe.errors import PipelineError
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("query", help="nearest words, analogies and similarity from trained embeddings",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source", default=str(layout.EXPORT_DIR), metavar="SOURCE",
+                        help="exports folder, .kv file, runs:/RUN_ID or models:/word2vec@champion (default: exports/)")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout, for machines")
+    questions = parser.add_subparsers(dest="question", required=True)
+    nearest = questions.add_parser("neighbours", help="a word's nearest words by cosine")
+    nearest.add_argument("word")
+    analogy = questions.add_parser("analogy", help="a is to b as c is to ?")
+    analogy.add_argument("a")
+    analogy.add_argument("b")
+    analogy.add_argument("c")
+    for question in (nearest, analogy):
+        question.add_argument("--top", type=int, default=10, help="how many words (default 10)")
+    pair = questions.add_parser("similarity", help="the cosine of two words")
+    pair.add_argument("first")
+    pair.add_argument("second")
+
+
+def load(source: str) -> KeyedVectors:
+    """The KeyedVectors that `source` names (see the module's doc)."""
+    if not source.startswith(("runs:/", "models:/")):
+        return embeddings.load_keyed_vectors(Path(source))
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from pipeline import tracking
+
+    tracking.check_store()
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stdout is the answer
+    # A run keeps the file among its exports; a model version, among the model's artifacts.
+    uri = (f"{source.rstrip('/')}/embeddings/{embeddings.KEYED_VECTORS_FILE}" if source.startswith("runs:/")
+           else f"{source.rstrip('/')}/artifacts/{embeddings.KEYED_VECTORS_FILE}")
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch)
+        except (MlflowException, OSError) as error:
+            reason = getattr(error, "error_code", type(error).__name__)
+            raise PipelineError(f"{source} has no {embeddings.KEYED_VECTORS_FILE} ({reason}): name a run that the "
+                                "export stage completed, or a registered model version (models:/word2vec@champion)"
+                                ) from None
+        return embeddings.load_keyed_vectors(Path(local))
+
+
+def answer(args: argparse.Namespace) -> dict[str, Any]:
+    """The question's answer as plain data (what --json prints)."""
+    top = getattr(args, "top", None)  # similarity has none
+    if top is not None and top < 1:
+        raise PipelineError(f"--top {top} asks for no words: give 1 or more")
+    vectors = load(args.source)
+    if args.question == "neighbours":
+        found = embeddings.neighbours(vectors, args.word, args.top)
+        return {"question": "neighbours", "word": args.word, "neighbours": [asdict(item) for item in found]}
+    if args.question == "analogy":
+        found = embeddings.analogy(vectors, args.a, args.b, args.c, args.top)
+        return {"question": "analogy", "a": args.a, "b": args.b, "c": args.c,
+                "answers": [asdict(item) for item in found]}
+    return {"question": "similarity", "words": [args.first, args.second],
+            "cosine": embeddings.similarity(vectors, args.first, args.second)}
+
+
+def run(args: argparse.Namespace) -> None:
+    result = answer(args)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    if result["question"] == "similarity":
+        print(f"cosine({args.first}, {args.second}) = {result['cosine']:.4f}")
+        return
+    if result["question"] == "neighbours":
+        heading, words = f"nearest to {args.word}", result["neighbours"]
+    else:
+        heading, words = f"{args.a} is to {args.b} as {args.c} is to", result["answers"]
+    print(heading)
+    for rank, item in enumerate(words, start=1):
+        print(f"{rank:>4}. {item['word']:<20} {item['cosine']:.4f}")

@@ -1,0 +1,101 @@
+"""The embedding as gensim's `KeyedVectors`: its standard files, and the questions users ask of it
+(nearest words, analogies, similarity). gensim writes, reads and answers; nothing here is hand-rolled."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from w2vpipe.errors import PipelineError
+from w2vpipe.files import atomic_file
+from w2vpipe.vocabulary import PAD_TOKEN, UNKNOWN_TOKEN
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
+
+# word2vec.c's two formats (`KeyedVectors.load_word2vec_format(path, binary=...)` reads them, as do most
+# tools) and gensim's own file (`KeyedVectors.load(path)`, the fastest to load).
+WORD2VEC_TEXT_FILE = "word2vec.txt"
+WORD2VEC_BINARY_FILE = "word2vec.bin"
+KEYED_VECTORS_FILE = "word2vec.kv"
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    word: str
+    cosine: float
+
+
+def keyed_vectors(vocabulary: list[str], weights: np.ndarray) -> KeyedVectors:
+    """One vector per word, padding and [UNK] left out."""
+    from gensim.models import KeyedVectors
+
+    if len(vocabulary) != len(weights):
+        raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
+    rows = [index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)]
+    vectors = KeyedVectors(vector_size=weights.shape[1], dtype=np.float32)
+    vectors.add_vectors([vocabulary[index] for index in rows], np.asarray(weights, dtype=np.float32)[rows])
+    return vectors
+
+
+def write_standard_files(out_dir: Path, vectors: KeyedVectors) -> list[str]:
+    """word2vec text and binary, and gensim's KeyedVectors file, by gensim's own writers; returns their names."""
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # gensim logs each save at INFO
+    for name, binary in ((WORD2VEC_TEXT_FILE, False), (WORD2VEC_BINARY_FILE, True)):
+        with atomic_file(out_dir / name) as tmp:
+            vectors.save_word2vec_format(str(tmp), binary=binary)
+    # gensim stamps each save into the object (date, host platform, Python): off, so the same vectors
+    # make the same file. Saved through a file handle, the arrays stay inside the one file (by name,
+    # gensim may put large ones in files beside it, named after the temporary file).
+    vectors.lifecycle_events = None
+    with atomic_file(out_dir / KEYED_VECTORS_FILE) as tmp, tmp.open("wb") as handle:
+        vectors.save(handle)
+    return [WORD2VEC_TEXT_FILE, WORD2VEC_BINARY_FILE, KEYED_VECTORS_FILE]
+
+
+def load_keyed_vectors(path: Path) -> KeyedVectors:
+    """gensim's KeyedVectors file, or a folder holding one (the export stage's)."""
+    from gensim.models import KeyedVectors
+
+    file = path / KEYED_VECTORS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise PipelineError(f"{file} not found: run the export stage first (dvc repro export)")
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    try:
+        return KeyedVectors.load(str(file))
+    except Exception as error:  # pickle, EOF and attribute errors alike: the file is not gensim's
+        raise PipelineError(f"{file} is not a gensim KeyedVectors file ({type(error).__name__}): rerun the "
+                            "export stage (dvc repro -f export)") from None
+
+
+def check_known(vectors: KeyedVectors, words: list[str]) -> None:
+    """Stop with one line for the first word outside the vocabulary, naming the closest words by spelling."""
+    for word in words:
+        if word not in vectors.key_to_index:
+            close = difflib.get_close_matches(word, vectors.index_to_key, n=5, cutoff=0.6)
+            hint = f"closest by spelling: {', '.join(close)}" if close else "no word in it is spelt alike"
+            raise PipelineError(f"'{word}' is not in the vocabulary of {len(vectors):,} words ({hint})")
+
+
+def neighbours(vectors: KeyedVectors, word: str, top: int = 10) -> list[Neighbour]:
+    """The `top` nearest words by cosine, closest first."""
+    check_known(vectors, [word])
+    return [Neighbour(other, float(cosine)) for other, cosine in vectors.most_similar(word, topn=top)]
+
+
+def analogy(vectors: KeyedVectors, a: str, b: str, c: str, top: int = 10) -> list[Neighbour]:
+    """a is to b as c is to ?: the words nearest b - a + c (3CosAdd, gensim's `most_similar`), the three left out."""
+    check_known(vectors, [a, b, c])
+    return [Neighbour(word, float(cosine))
+            for word, cosine in vectors.most_similar(positive=[b, c], negative=[a], topn=top)]
+
+
+def similarity(vectors: KeyedVectors, first: str, second: str) -> float:
+    """The cosine of the two words' vectors."""
+    check_known(vectors, [first, second])
+    return float(vectors.similarity(first, second))

@@ -1,0 +1,112 @@
+"""The embeddings in standard files (gensim writes and reads them) and the query command on them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, tool_env
+from w2vpipe.vectors import (
+    KEYED_VECTORS_FILE,
+    WORD2VEC_BINARY_FILE,
+    WORD2VEC_TEXT_FILE,
+    keyed_vectors,
+    write_standard_files,
+)
+
+WORDS = ["", "[UNK]", "king", "queen", "man", "woman", "sword", "night", "day", "love"]
+
+
+@pytest.fixture
+def exports(tmp_path: Path) -> Path:
+    """The standard files of a random 10-token, 16-dimension embedding."""
+    weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
+    out = tmp_path / "exports"
+    out.mkdir()
+    write_standard_files(out, keyed_vectors(WORDS, weights))
+    return out
+
+
+def query(*args: str, source: Path | str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", "query", "--from", str(source), *args],
+                          env=tool_env(PYTHONPATH=str(REPO_ROOT), **env), capture_output=True, text=True, timeout=120)
+
+
+def test_gensim_loads_both_word2vec_files_and_its_own(exports: Path) -> None:
+    from gensim.models import KeyedVectors
+
+    text = KeyedVectors.load_word2vec_format(str(exports / WORD2VEC_TEXT_FILE), binary=False)
+    binary = KeyedVectors.load_word2vec_format(str(exports / WORD2VEC_BINARY_FILE), binary=True)
+    own = KeyedVectors.load(str(exports / KEYED_VECTORS_FILE))
+    assert text.index_to_key == binary.index_to_key == own.index_to_key == WORDS[2:]  # padding, [UNK] left out
+    np.testing.assert_array_equal(binary.vectors, own.vectors)
+    np.testing.assert_allclose(text.vectors, own.vectors, rtol=1e-6)  # text keeps 6 significant digits
+    assert sorted(path.name for path in exports.iterdir()) == sorted(
+        [KEYED_VECTORS_FILE, WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE])  # one file each, nothing beside
+
+
+def test_the_files_are_the_same_bytes_for_the_same_vectors(exports: Path, tmp_path: Path) -> None:
+    weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
+    again = tmp_path / "again"
+    again.mkdir()
+    write_standard_files(again, keyed_vectors(WORDS, weights))
+    for path in exports.iterdir():
+        assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256((again / path.name).read_bytes()).digest()
+
+
+def test_query_neighbours_equals_gensims_most_similar(exports: Path) -> None:
+    from gensim.models import KeyedVectors
+
+    result = query("--json", "neighbours", "king", "--top", "5", source=exports)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    expected = KeyedVectors.load_word2vec_format(str(exports / WORD2VEC_BINARY_FILE), binary=True).most_similar(
+        "king", topn=5)
+    assert [(item["word"], pytest.approx(item["cosine"], abs=1e-6)) for item in answer["neighbours"]] == expected
+    shown = query("neighbours", "king", "--top", "5", source=exports).stdout.splitlines()
+    assert shown[0] == "nearest to king" and shown[1].split()[1] == expected[0][0] and len(shown) == 6
+
+
+def test_query_analogy_and_similarity(exports: Path) -> None:
+    from gensim.models import KeyedVectors
+
+    vectors = KeyedVectors.load(str(exports / KEYED_VECTORS_FILE))
+    analogy = json.loads(query("--json", "analogy", "man", "king", "woman", source=exports).stdout)
+    expected = vectors.most_similar(positive=["king", "woman"], negative=["man"], topn=10)
+    assert [item["word"] for item in analogy["answers"]] == [word for word, _ in expected]
+    assert not {"man", "king", "woman"} & {item["word"] for item in analogy["answers"]}
+    similarity = json.loads(query("--json", "similarity", "king", "queen", source=exports).stdout)
+    assert similarity["cosine"] == pytest.approx(float(vectors.similarity("king", "queen")), abs=1e-6)
+
+
+def test_an_unknown_word_gets_one_line_with_the_closest_spellings(exports: Path) -> None:
+    result = query("neighbours", "kinng", source=exports)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("error: 'kinng' is not in the vocabulary of 8 words "
+                                     "(closest by spelling: king)")
+    assert "'zzz' is not in the vocabulary" in query("similarity", "king", "zzz", source=exports).stderr
+    missing = query("neighbours", "king", source=exports.parent / "nowhere")
+    assert missing.returncode == 2 and "run the export stage first" in missing.stderr
+
+
+def test_query_reads_any_mlflow_runs_exports(exports: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.create_experiment("word2vec", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.log_artifacts(run_id, str(exports), "embeddings")
+    run_source = f"runs:/{run_id}"
+    from_run = json.loads(query("--json", "neighbours", "queen", source=run_source, MLFLOW_TRACKING_URI=store).stdout)
+    from_files = json.loads(query("--json", "neighbours", "queen", source=exports).stdout)
+    assert from_run == from_files
+    empty = client.create_run(experiment).info.run_id
+    result = query("neighbours", "queen", source=f"runs:/{empty}", MLFLOW_TRACKING_URI=store)
+    assert result.returncode == 2 and f"runs:/{empty} has no word2vec.kv" in result.stderr
