@@ -15,7 +15,7 @@ from pipeline import layout
 from pipeline.tracking import process_gone
 from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import atomic_file
+from w2vpipe.files import atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
 
 OWNER_FILE = "owner.json"
@@ -57,7 +57,13 @@ def claim(key: str) -> tuple[Path, dict[str, Any]]:
 
 
 def write_owner(checkpoint_dir: Path, **details: str | None) -> None:
-    """Mark the checkpoint as this process's, with the MLflow run and TensorBoard folder it continues."""
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_file(checkpoint_dir / OWNER_FILE) as tmp:
-        tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **details}))
+    """Mark the checkpoint as this process's, with the MLflow run and TensorBoard folder it continues.
+    A new folder appears with its owner already in it: a concurrent training's `claim` never sees it
+    ownerless (and takes it for a dead one's)."""
+    content = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **details})
+    if checkpoint_dir.is_dir():
+        with atomic_file(checkpoint_dir / OWNER_FILE) as tmp:
+            tmp.write_text(content)
+        return
+    with atomic_dir(checkpoint_dir) as tmp:
+        (tmp / OWNER_FILE).write_text(content)
