@@ -30,6 +30,7 @@ from w2vpipe.params import (
     CorpusParams,
     EvaluateParams,
     ExamplesParams,
+    ExportParams,
     Params,
     TrainParams,
     VectorizeParams,
@@ -66,6 +67,7 @@ def word2vec_pipeline(
     vectorize: VectorizeParams = VectorizeParams(),
     examples: ExamplesParams = ExamplesParams(),
     train: TrainParams = TrainParams(),
+    export: ExportParams = ExportParams(),
     evaluate: EvaluateParams = EvaluateParams(),
 ) -> dict[str, Any] | State:
     """Download, vectorize, examples, train, export, evaluate, as one DVC experiment named after this run.
@@ -74,7 +76,7 @@ def word2vec_pipeline(
     """
     try:
         params = params_from_dict(Params(corpus=corpus, vectorize=vectorize, examples=examples, train=train,
-                                         evaluate=evaluate).model_dump())  # the checks across sections
+                                         export=export, evaluate=evaluate).model_dump())  # the checks across sections
         if deployment.get_id():  # whoever may start a run in the UI chooses corpus.url: a trust boundary
             check_allowed_source(params.corpus.url, allowed_dirs_from_env())
         return _run_experiment(params, str(flow_run.get_name()), str(flow_run.get_id()))

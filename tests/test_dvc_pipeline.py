@@ -90,7 +90,8 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     assert artifacts == {"model", "tensorboard", "embeddings", "evaluation"}
     embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
     assert embeddings == {f"embeddings/{name}" for name in ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt",
-                                                            "word2vec.txt", "word2vec.bin", "word2vec.kv")}
+                                                            "word2vec.txt", "word2vec.bin", "word2vec.kv",
+                                                            "map.png", "map.html")}
     (version,) = client.search_model_versions(f"run_id = '{run_id}'")  # the embeddings as a registered model
     assert version.name == "word2vec" and version.aliases == ["champion"]  # the only one so far, so the best
 

@@ -122,6 +122,14 @@ class TrainParams(Section):
         return base * self.batch_size / 1024 if self.scale_learning_rate else base
 
 
+class ExportParams(Section):
+    """The exported files and the map of the embedding."""
+
+    map_words: int = Field(500, ge=3, description="the most frequent words drawn on the 2-D map (PCA and t-SNE): "
+                                                   "exports/map.png and map.html")
+    seed: int = Field(42, ge=0, description="seeds the map's t-SNE layout")
+
+
 class EvaluateParams(Section):
     """Scores and nearest neighbours."""
 
@@ -137,6 +145,7 @@ class Params(Section):
     vectorize: VectorizeParams = VectorizeParams()
     examples: ExamplesParams = ExamplesParams()
     train: TrainParams = TrainParams()
+    export: ExportParams = ExportParams()
     evaluate: EvaluateParams = EvaluateParams()
 
 
