@@ -5,17 +5,19 @@ binary, gensim's KeyedVectors, the Embedding Projector's vectors.tsv, metadata.t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import numpy as np
 
 from pipeline import layout, tracking
 from w2vpipe.export import write_projector_files
 from w2vpipe.files import atomic_dir
 from w2vpipe.params import Params
 from w2vpipe.vectors import keyed_vectors, write_standard_files
-from w2vpipe.vocabulary import PAD_TOKEN, UNKNOWN_TOKEN, load_vocabulary
+from w2vpipe.vocabulary import load_vocabulary
 from w2vpipe.wordmap import MAP_HTML_FILE, MAP_PNG_FILE, map_coordinates, write_map_html, write_map_png
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
 
 
 def run(params: Params) -> str:
@@ -24,24 +26,22 @@ def run(params: Params) -> str:
     tracking.prepare_store()
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME)
-        written = write_standard_files(out_dir, keyed_vectors(vocabulary, weights))
-        written += write_map(out_dir, vocabulary, weights, params)
+        vectors = keyed_vectors(vocabulary, weights)
+        written = write_standard_files(out_dir, vectors) + write_map(out_dir, vectors, params)
     tracked = tracking.log_export(layout.EMBEDDING_FILE, layout.EXPORT_DIR)
     tracked = tracked or "no MLflow run to add them to (train's run is gone)"
     return (f"{len(vocabulary) - 1:,} vectors of {weights.shape[1]} dimensions in {layout.EXPORT_DIR}/ (Projector "
             f"files, {', '.join(written)}), {tracked}")
 
 
-def write_map(out_dir: Path, vocabulary: list[str], weights: np.ndarray, params: Params) -> list[str]:
+def write_map(out_dir: Path, vectors: KeyedVectors, params: Params) -> list[str]:
     """The map of the `export.map_words` most frequent words (the vocabulary's order); its file names."""
-    rows = [index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)]
-    rows = rows[:params.export.map_words]
-    if len(rows) < 3:  # t-SNE needs a few points
+    words = vectors.index_to_key[:params.export.map_words]
+    if len(words) < 3:  # t-SNE needs a few points
         return []
-    words = [vocabulary[index] for index in rows]
-    coordinates = map_coordinates(weights[rows], params.export.seed)
+    coordinates = map_coordinates(vectors.vectors[:len(words)], params.export.seed)
     corpus = Path(urlparse(params.corpus.url).path).name or params.corpus.url
-    title = f"word2vec: the {len(words)} most frequent words of {corpus}, {weights.shape[1]} dimensions"
+    title = f"word2vec: the {len(words)} most frequent words of {corpus}, {vectors.vector_size} dimensions"
     write_map_png(out_dir / MAP_PNG_FILE, words, coordinates, title)
     write_map_html(out_dir / MAP_HTML_FILE, words, coordinates, title)
     return [MAP_PNG_FILE, MAP_HTML_FILE]
