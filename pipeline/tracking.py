@@ -482,6 +482,8 @@ MODEL_NAME = "word2vec"
 CHAMPION_ALIAS = "champion"
 CHAMPION_METRIC = "wordsim353_spearman"
 SERVING_MODEL_FILE = Path(__file__).with_name("serving_model.py")
+# MLflow 3 also copies a logged model into the run's artifacts under its name: not `embeddings/`, the exports'.
+PYFUNC_ARTIFACT = "pyfunc"
 
 
 def log_embeddings_model(run_id: str, keyed_vectors_file: Path) -> str:
@@ -502,7 +504,7 @@ def log_embeddings_model(run_id: str, keyed_vectors_file: Path) -> str:
         warnings.simplefilter("ignore")
         with mlflow.start_run(run_id=run_id):
             logged = mlflow.pyfunc.log_model(
-                name="embeddings", python_model=str(SERVING_MODEL_FILE),
+                name=PYFUNC_ARTIFACT, python_model=str(SERVING_MODEL_FILE),
                 artifacts={"keyed_vectors": str(keyed_vectors_file)}, signature=signature,
                 input_example=example_input, registered_model_name=MODEL_NAME,
                 pip_requirements=[f"mlflow=={mlflow.__version__}", f"gensim=={gensim.__version__}",

@@ -87,7 +87,7 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     assert run_info.data.tags["w2v.embedding_sha256"] == hashlib.sha256(
         (project / "models" / "w2v_embedding.npy").read_bytes()).hexdigest()
     artifacts = {item.path for item in client.list_artifacts(run_id)}
-    assert artifacts == {"model", "tensorboard", "embeddings", "evaluation"}
+    assert artifacts == {"model", "tensorboard", "embeddings", "evaluation", "pyfunc"}
     embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
     assert embeddings == {f"embeddings/{name}" for name in ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt",
                                                             "word2vec.txt", "word2vec.bin", "word2vec.kv",
