@@ -482,7 +482,8 @@ MODEL_NAME = "word2vec"
 CHAMPION_ALIAS = "champion"
 CHAMPION_METRIC = "wordsim353_spearman"
 SERVING_MODEL_FILE = Path(__file__).with_name("serving_model.py")
-# MLflow 3 also copies a logged model into the run's artifacts under its name: not `embeddings/`, the exports'.
+# MLflow 3 resolves `runs:/RUN/NAME` to the run's logged model of that name: a model named `embeddings`
+# hid the exports' folder of that name.
 PYFUNC_ARTIFACT = "pyfunc"
 
 
