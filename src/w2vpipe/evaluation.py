@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from w2vpipe.vectors import Neighbour, keyed_vectors
+from w2vpipe.vectors import Neighbour, keyed_vectors, neighbours
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
@@ -106,8 +106,7 @@ def score_analogies(vectors: KeyedVectors) -> AnalogyScore:
 
 def nearest_neighbours(vectors: KeyedVectors, words: list[str], top: int = 10) -> dict[str, list[Neighbour]]:
     """The `top` nearest words (by cosine) of each word in the vocabulary; the others are left out."""
-    return {word: [Neighbour(other, float(cosine)) for other, cosine in vectors.most_similar(word, topn=top)]
-            for word in words if word in vectors.key_to_index}
+    return {word: neighbours(vectors, word, top) for word in words if word in vectors.key_to_index}
 
 
 def evaluate_embeddings(vocabulary: list[str], weights: np.ndarray, probe_words: list[str],
