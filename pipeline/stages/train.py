@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline import checkpoints, layout, tracking
 from pipeline.stages.examples import shard_examples
+from w2vpipe.backend import select_backend
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
@@ -39,18 +40,22 @@ def run(params: Params) -> str:
     stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
     layout.require_input(stats_file, "examples")
     stats = json.loads(stats_file.read_text())
+    per_batch = params.examples.negatives == "per_batch"
     for key, wanted in (("negatives", params.examples.negatives), ("architecture", params.train.architecture)):
         if stats.get(key) != wanted:
             raise PipelineError(f"the examples were made with {key} {stats.get(key)} but params.yaml asks for "
                                 f"{wanted}: rerun the examples stage (dvc repro examples)")
     check_trainable(stats["pairs"], params.train)
+    if params.train.shared_negatives and not per_batch:
+        raise PipelineError("train.shared_negatives draws negatives per batch: set examples.negatives: per_batch, "
+                            "or train.shared_negatives: 0")
     layout.check_example_shards(len(counts), stats)
     tracking.check_store()
-    from w2vpipe.model import save_model  # TensorFlow loads here, once the inputs are known to be sound
+    select_backend(params.train.backend)
+    from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
-    per_batch = params.examples.negatives == "per_batch"
 
     checkpoint_dir, earlier_try = checkpoints.claim(checkpoints.training_key(params, stats))
     logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate}

@@ -66,6 +66,18 @@ def import_tensorflow() -> ModuleType:
     return sys.modules["tensorflow"]
 
 
+def select_backend(name: str) -> None:
+    """Make `name` the Keras backend: Keras reads KERAS_BACKEND once, when it is first imported."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        os.environ["KERAS_BACKEND"] = name
+    elif keras.backend.backend() != name:
+        from w2vpipe.errors import PipelineError
+
+        raise PipelineError(f"train.backend is {name} but this process loaded Keras with "
+                            f"{keras.backend.backend()}: train in a new process (python -m pipeline train)")
+
+
 def import_keras() -> ModuleType:
     """`import keras`, without its backend's start-up noise and minus its scikit-learn import.
 

@@ -89,8 +89,18 @@ class ExamplesParams(Section):
                           "tutorial)")
     seed: int = Field(42, ge=0, description="seeds subsampling and negatives; shard i is drawn from (seed, i[, "
                                             "epoch]), so results do not depend on workers")
-    workers: int = Field(0, ge=0, description="processes for the examples stage; 0 = all cores (results are the "
-                                              "same for any number)")
+
+
+class ClusterParams(Section):
+    """Where the vectorize and examples stages run their shards, on Dask; outputs are the same bit for bit
+    whatever is chosen, so no stage depends on these."""
+
+    workers: int = Field(0, ge=0, description="worker processes (one thread each) of the local Dask cluster a stage "
+                                              "starts; 0 = all cores")
+    scheduler: str | None = Field(
+        None, min_length=1, description="a running Dask scheduler's address (tcp://host:8786) to use instead of a "
+                                        "local cluster; its workers must import this project and see its files at "
+                                        "the same paths; the variable W2V_DASK_SCHEDULER overrides it")
 
 
 class TrainParams(Section):
@@ -109,7 +119,15 @@ class TrainParams(Section):
         0.03, gt=0, description="the starting rate, chosen by bench/quality.py (word2vec.c: 0.025); null: 0.025 "
                                 "for sgd, 0.001 for adam")
     scale_learning_rate: bool = Field(False, description="multiply the rate by batch_size / 1024 (large batches)")
-    mixed_precision: bool = Field(False, description="float16 compute on a GPU (ignored on the CPU)")
+    shared_negatives: int = Field(
+        0, ge=0, description="0: each example draws its own examples.num_ns negatives (word2vec.c); N > 0: N drawn "
+                             "per batch, shared by all its examples and weighted num_ns/N (BlazingText), "
+                             "optimizer sgd only")
+    backend: Literal["tensorflow", "jax"] = Field(
+        "tensorflow", description="the Keras backend that runs training (the same code on both; jax for a GPU "
+                                  "machine without TensorFlow)")
+    mixed_precision: bool = Field(False, description="float16 compute on a GPU for the adam recipe (model.fit); "
+                                                     "ignored on the CPU and by sgd")
     initializer: Literal["word2vec", "keras"] = Field(
         "word2vec", description="word2vec: input vectors uniform in ±0.5/dim, output vectors zero (word2vec.c); "
                                 "keras: both uniform in ±0.05 (the tutorial)")
@@ -147,6 +165,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     export: ExportParams = ExportParams()
     evaluate: EvaluateParams = EvaluateParams()
+    cluster: ClusterParams = ClusterParams()
 
 
 SECTIONS: dict[str, type[Section]] = {name: info.annotation for name, info in Params.model_fields.items()}

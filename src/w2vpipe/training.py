@@ -1,23 +1,28 @@
-"""Training: a tf.data input pipeline feeding the Keras model, on every GPU TensorFlow sees.
+"""Training: epochs of example shards through one compiled loop of steps, on the device.
 
-The model and its training step are backend-agnostic Keras; only the input pipeline and the
-device strategy here use TensorFlow.
+word2vec.c's recipe (`train.optimizer: sgd`, the default) runs `w2vpipe.sgd`'s loop: each shard's
+examples, permuted on the host, go to the device once, and one compiled call runs many steps there,
+drawing each batch's negatives inside; the same code on the JAX and TensorFlow backends
+(`train.backend`). The tutorial's recipe (Adam over a softmax) runs Keras's `model.fit` on a tf.data
+pipeline (TensorFlow only). Both keep the same epochs, callbacks, checkpoints and metrics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from w2vpipe.backend import import_tensorflow
+from w2vpipe.backend import import_keras, import_tensorflow
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB
 from w2vpipe.params import TrainParams
@@ -52,7 +57,13 @@ class TrainResult:
 
 
 def check_trainable(pairs: int, params: TrainParams) -> None:
-    """Fail before TensorFlow loads when no full batch can be formed."""
+    """Fail before TensorFlow loads when no full batch can be formed, or the recipe cannot run."""
+    if params.optimizer != "sgd":
+        for wrong, fix in ((params.backend != "tensorflow", "train.backend: tensorflow"),
+                           (params.shared_negatives > 0, "train.shared_negatives: 0")):
+            if wrong:
+                raise PipelineError(f"train.optimizer {params.optimizer} trains with Keras's model.fit on TensorFlow, "
+                                    f"per example: set {fix}, or train.optimizer: sgd")
     if pairs < params.batch_size:
         raise PipelineError(
             f"only {pairs} training pairs, fewer than train.batch_size={params.batch_size}: "
@@ -86,19 +97,64 @@ def batch_labels(batch_size: int, num_contexts: int) -> np.ndarray:
     return labels
 
 
+def epoch_rows(shards: Sequence[ExampleSource], rows: int, seed: int,
+               epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Epoch `epoch`'s `rows` examples, a shard's worth at a time: the shards in a new order, each
+    permuted whole: a larger shuffle than the tutorial's 10,000-pair buffer, and ~100x cheaper than
+    tf.data's per-element shuffle. Cut from the epoch's own pass (topped up from the pass's start when a
+    redraw has fewer examples), seeded by (seed, epoch): a resumed training sees what an unbroken one would."""
+    rng = np.random.default_rng([seed, epoch])
+    remaining = rows
+    while remaining:
+        before = remaining
+        for index in rng.permutation(len(shards)):
+            examples = load_examples(shards[index], epoch)
+            order = rng.permutation(len(examples))[:remaining]
+            remaining -= len(order)
+            yield examples.inputs[order], examples.outputs[order]
+            if not remaining:
+                break
+        if remaining == before:
+            raise PipelineError(f"epoch {epoch + 1} drew no examples: the corpus is too small to train on")
+
+
+def epoch_blocks(shards: Sequence[ExampleSource], blocks: int, block_rows: int, seed: int,
+                 epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`epoch_rows` as blocks of `block_rows` (one compiled call's batches), stacked a shard at a time:
+    (inputs, outputs) of shape (blocks in this shard, block_rows, ...). Rows left over from one shard
+    lead the next shard's blocks."""
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    for inputs, outputs in epoch_rows(shards, blocks * block_rows, seed, epoch):
+        pending.append((inputs, outputs))
+        held = sum(len(part[0]) for part in pending)
+        whole = held // block_rows * block_rows
+        if whole:
+            inputs, outputs = (np.concatenate([part[column] for part in pending]) for column in (0, 1))
+            pending = [(inputs[whole:], outputs[whole:])]
+            yield (inputs[:whole].reshape(-1, block_rows, *inputs.shape[1:]),
+                   outputs[:whole].reshape(-1, block_rows, *outputs.shape[1:]))
+
+
+Item = TypeVar("Item")
+
+
+def prefetched(items: Iterator[Item]) -> Iterator[Item]:
+    """`items`, each made in a thread while the caller uses the one before: the host draws and permutes the
+    next shard while the device trains on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="next-shard") as pool:
+        ahead = pool.submit(next, items, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, items, None)
+            yield item
+
+
 def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epoch: int, seed: int,
                  num_contexts: int, template: Examples, first_epoch: int = 0,
                  failures: list[Exception] | None = None) -> tf.data.Dataset:
-    """Batches of ((inputs, outputs), labels), streamed shard by shard: memory holds one shard.
-    A shard given as a function is asked for each epoch's examples (a new subsampling draw).
-
-    Every epoch visits the shards in a new order and permutes each shard's rows whole: a larger
-    shuffle than the tutorial's 10,000-pair buffer, and ~100x cheaper (tf.data's per-element
-    shuffle runs at ~1M pairs/s on 2 cores, which would starve the training step). Each epoch is
-    exactly `steps_per_epoch` batches, cut from its own pass (topped up from the pass's start when a
-    redraw has fewer pairs), and its order is seeded by (seed, epoch): a training resumed at
-    `first_epoch` sees what an unbroken one would have. Labels are the same for every row (the true
-    context first, then the negatives), so they are built once rather than read from the shards.
+    """`model.fit`'s input: batches of ((inputs, outputs), labels) of `epoch_rows`, streamed shard by
+    shard (memory holds one shard), each epoch exactly `steps_per_epoch` batches. A shard given as a
+    function is asked for each epoch's examples (a new subsampling draw). Labels are the same for
+    every row (the true context first, then the negatives), so they are built once.
     `template` is any shard's examples: the columns of every shard's. An error met while reading or
     drawing examples is also appended to `failures`: tf.data hands it on wrapped in its own.
     """
@@ -108,26 +164,11 @@ def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epo
 
     def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         try:
-            yield from epoch_rows(next(epochs))
+            yield from epoch_rows(shards, steps_per_epoch * batch_size, seed, next(epochs))
         except Exception as error:
             if failures is not None:
                 failures.append(error)
             raise
-
-    def epoch_rows(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        rng = np.random.default_rng([seed, epoch])
-        remaining = steps_per_epoch * batch_size
-        while remaining:
-            before = remaining
-            for index in rng.permutation(len(shards)):
-                examples = load_examples(shards[index], epoch)
-                order = rng.permutation(len(examples))[:remaining]
-                remaining -= len(order)
-                yield examples.inputs[order], examples.outputs[order]
-                if not remaining:
-                    break
-            if remaining == before:
-                raise PipelineError(f"epoch {epoch + 1} drew no examples: the corpus is too small to train on")
 
     dataset = tf.data.Dataset.from_generator(rows, output_signature=(
         tf.TensorSpec(shape=(None, *template.inputs.shape[1:]), dtype=tf.int32),
@@ -138,22 +179,27 @@ def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epo
             .map(lambda inputs, outputs: ((inputs, outputs), labels)).prefetch(PREFETCH_BATCHES))
 
 
+def held_out_examples(shards: Sequence[ExampleSource]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The held-out examples (inputs, outputs with their negatives), in memory: a small share of the
+    corpus, scored after every epoch. None when there are none."""
+    held_out = [load_examples(shard) for shard in shards]
+    if not held_out or not sum(len(examples) for examples in held_out):
+        return None
+    return (np.concatenate([examples.inputs for examples in held_out]),
+            np.concatenate([examples.outputs for examples in held_out]))
+
+
 def make_validation_dataset(shards: Sequence[ExampleSource], batch_size: int,
                             num_contexts: int) -> tf.data.Dataset | None:
-    """The held-out examples, in memory (a small share of the corpus), in full batches of at most
-    `batch_size`: the same examples and negatives every epoch. None when there are none."""
+    """`model.fit`'s held-out examples in full batches of at most `batch_size`."""
     tf = import_tensorflow()
 
-    if not shards:
+    held_out = held_out_examples(shards)
+    if held_out is None:
         return None
-    held_out = [load_examples(shard) for shard in shards]
-    inputs = np.concatenate([examples.inputs for examples in held_out])
-    outputs = np.concatenate([examples.outputs for examples in held_out])
-    if not len(inputs):
-        return None
-    batch = min(batch_size, len(inputs))
+    batch = min(batch_size, len(held_out[0]))
     labels = batch_labels(batch, num_contexts)
-    return (tf.data.Dataset.from_tensor_slices((inputs, outputs)).batch(batch, drop_remainder=True)
+    return (tf.data.Dataset.from_tensor_slices(held_out).batch(batch, drop_remainder=True)
             .map(lambda inputs, outputs: ((inputs, outputs), labels)).cache())
 
 
@@ -197,7 +243,6 @@ def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
     """Each finished epoch kept on disk: its metrics, then the model and optimizer state (Keras's
     `BackupAndRestore`, whose files it deletes when `fit` ends), so a training killed at any point
     resumes from its last finished epoch, with the same data order and draws as an unbroken one."""
-    from w2vpipe.backend import import_keras
     from w2vpipe.files import atomic_file
 
     keras = import_keras()
@@ -244,30 +289,29 @@ def train_word2vec(
 ) -> TrainResult:
     """Train on example shards (files, or in memory) holding `pairs` pairs in all.
 
-    With `noise` (probabilities over the vocabulary) the shards hold positives only and the model
-    draws `num_ns` negatives per pair at each batch; without it they hold stored negatives.
+    With `noise` (probabilities over the vocabulary) the shards hold positives only and `num_ns`
+    negatives per pair are drawn at each batch; without it they hold stored negatives.
     `validation` shards (held-out lines' examples, with their negatives) are scored after every
     epoch: `val_loss` and `val_accuracy`. `before_fit` runs once the model is built, before the
     first step. With `checkpoint_dir`, every finished epoch is kept there and a training killed
     earlier resumes from its last finished epoch (`on_epoch_end` is then called for the rest only).
     """
-    from w2vpipe.backend import import_keras
-
     keras = import_keras()
     from w2vpipe.model import build_word2vec
 
     check_trainable(pairs, params)
     keras.utils.set_random_seed(params.seed)
-    if params.mixed_precision and gpu_count():
+    on_device_loop = params.optimizer == "sgd"
+    if params.mixed_precision and not on_device_loop and gpu_count():
         keras.mixed_precision.set_global_policy("mixed_float16")
     full_batches = pairs // params.batch_size
     steps_per_execution = min(MAX_STEPS_PER_EXECUTION, full_batches)
-    # Keras runs whole executions, so an epoch is a whole number of them (its last batches topped up).
+    # Whole compiled calls, so an epoch is a whole number of them (its last batches topped up).
     steps_per_epoch = -(-full_batches // steps_per_execution) * steps_per_execution
     num_contexts = 1 + num_ns
     first = load_examples(shards[0])
     input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
-    with device_strategy().scope():
+    with device_strategy().scope() if not on_device_loop else contextlib.nullcontext():
         model = build_word2vec(
             vocab_size,
             params.embedding_dim,
@@ -289,36 +333,133 @@ def train_word2vec(
         first_epoch = resume_point(model, checkpoint_dir)
         callbacks += checkpoint_callbacks(checkpoint_dir)
     if tensorboard_dir is not None:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+        callbacks += tensorboard_callbacks(tensorboard_dir)
     if on_epoch_end is not None:
         callbacks.append(
             keras.callbacks.LambdaCallback(
                 on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
             )
         )
-    input_failures: list[Exception] = []
-    dataset = make_dataset(list(shards), params.batch_size, steps_per_epoch, params.seed, num_contexts,
-                           template=first, first_epoch=first_epoch, failures=input_failures)
-    validation_dataset = make_validation_dataset(list(validation), params.batch_size, num_contexts)
+    run = Run(shards=list(shards), validation=list(validation), params=params, steps_per_epoch=steps_per_epoch,
+              steps_per_call=steps_per_execution, first_epoch=first_epoch, callbacks=callbacks, verbose=verbose)
+    fit = train_on_device if on_device_loop else fit_with_keras
     if before_fit is not None:
         before_fit()
     started = time.perf_counter()
-    try:
-        history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                            verbose=verbose, shuffle=False, validation_data=validation_dataset)
-    except Exception:
-        if input_failures:  # the input's own error, not TensorFlow's wrapping of it
-            raise input_failures[0] from None
-        raise
+    history = fit(model, run, template=first, num_contexts=num_contexts)
     fit_seconds = time.perf_counter() - started
     return TrainResult(
         model=model,
-        history=(saved_history(checkpoint_dir) if checkpoint_dir is not None
-                 else {name: [float(v) for v in values] for name, values in history.history.items()}),
+        history=saved_history(checkpoint_dir) if checkpoint_dir is not None else history,
         steps_per_epoch=steps_per_epoch,
         fit_seconds=fit_seconds,
         first_epoch=first_epoch,
     )
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a training loop needs besides the model."""
+
+    shards: list[ExampleSource]
+    validation: list[ExampleSource]
+    params: TrainParams
+    steps_per_epoch: int
+    steps_per_call: int
+    first_epoch: int
+    callbacks: list[Any]
+    verbose: int
+
+
+def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
+    """word2vec.c's SGD through `w2vpipe.sgd`'s compiled loop: per epoch, each shard's blocks go to the
+    device at once (the next shard is drawn on the host meanwhile), then one call per block; the loss and
+    accuracy are summed on the device and read once per epoch, when the callbacks run."""
+    from keras import ops
+
+    from w2vpipe import sgd
+
+    params = run.params
+    keras = import_keras()
+    block_rows = run.steps_per_call * params.batch_size
+    config = sgd.StepConfig(batch_size=params.batch_size, steps_per_call=run.steps_per_call, num_ns=model.num_ns,
+                            shared_negatives=params.shared_negatives, learning_rate=params.effective_learning_rate,
+                            total_steps=run.steps_per_epoch * params.epochs, vocab_size=model.vocab_size,
+                            seed=params.seed)
+    train_call = sgd.train_call(config)
+    noise_table = model.noise_table.value if model.num_ns else ops.zeros((1,), "int32")
+    embeddings = (model.target_embedding.embeddings, model.context_embedding.embeddings)
+    tables = tuple(ops.copy(ops.convert_to_tensor(table)) for table in embeddings)  # donated to each call
+    held_out = held_out_examples(run.validation)
+    evaluate = None
+    if held_out is not None:
+        batch = min(params.batch_size, len(held_out[0]))
+        batches = len(held_out[0]) // batch
+        evaluate = sgd.evaluate_call(batch, batches)
+        held_out_on_device = tuple(ops.convert_to_tensor(column[: batches * batch]) for column in held_out)
+    callbacks = keras.callbacks.CallbackList(run.callbacks, model=model, epochs=params.epochs,
+                                             steps=run.steps_per_epoch)
+    history: dict[str, list[float]] = {}
+    blocks = run.steps_per_epoch // run.steps_per_call
+    callbacks.on_train_begin()
+    for epoch in range(run.first_epoch, params.epochs):
+        started = time.perf_counter()
+        callbacks.on_epoch_begin(epoch)
+        step = epoch * run.steps_per_epoch
+        sums = []
+        for inputs, outputs in prefetched(epoch_blocks(run.shards, blocks, block_rows, params.seed, epoch)):
+            inputs, outputs = ops.convert_to_tensor(inputs), ops.convert_to_tensor(outputs)  # the shard, on the device
+            for block in range(inputs.shape[0]):
+                tables, loss, correct = train_call(tables, noise_table, inputs[block], outputs[block],
+                                                   ops.convert_to_tensor(step, "int32"))
+                sums.append((loss, correct))
+                step += run.steps_per_call
+        examples = run.steps_per_epoch * params.batch_size
+        logs = {"loss": float(sum(float(loss) for loss, _ in sums)) / run.steps_per_epoch,
+                "accuracy": float(sum(float(correct) for _, correct in sums)) / examples}
+        if evaluate is not None:
+            loss, correct = evaluate(tables, *held_out_on_device)
+            logs.update(val_loss=float(loss) / batches, val_accuracy=float(correct) / (batches * batch))
+        for variable, table in zip(embeddings, tables, strict=True):
+            variable.assign(ops.copy(table))  # a copy: the next call takes over `table`'s memory
+        seconds = time.perf_counter() - started
+        if run.verbose:
+            print(f"Epoch {epoch + 1}/{params.epochs} - {seconds:.2f}s ({examples / seconds:,.0f} pairs/s) - "
+                  + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()), flush=True)
+        for name, value in logs.items():
+            history.setdefault(name, []).append(value)
+        callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end()
+    return history
+
+
+def fit_with_keras(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
+    """The tutorial's recipe (Adam, softmax cross-entropy): Keras's `model.fit` on a tf.data pipeline."""
+    params = run.params
+    input_failures: list[Exception] = []
+    dataset = make_dataset(run.shards, params.batch_size, run.steps_per_epoch, params.seed, num_contexts,
+                           template=template, first_epoch=run.first_epoch, failures=input_failures)
+    validation_dataset = make_validation_dataset(run.validation, params.batch_size, num_contexts)
+    try:
+        history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=run.steps_per_epoch,
+                            callbacks=run.callbacks, verbose=run.verbose, shuffle=False,
+                            validation_data=validation_dataset)
+    except Exception:
+        if input_failures:  # the input's own error, not TensorFlow's wrapping of it
+            raise input_failures[0] from None
+        raise
+    return {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
+def tensorboard_callbacks(log_dir: Path) -> list[Any]:
+    """Keras's TensorBoard logs, which need TensorFlow's summary writer (under any backend): none where
+    TensorFlow is not installed (say, a GPU machine with JAX alone), with a note."""
+    try:
+        import_tensorflow()
+    except ImportError:
+        print(f"note: no TensorBoard logs in {log_dir}: TensorFlow is not installed", flush=True)
+        return []
+    return [import_keras().callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
 
 
 def target_embedding_weights(model: Word2Vec) -> np.ndarray:

@@ -1,0 +1,221 @@
+"""word2vec.c's training step in `keras.ops`, and one compiled loop of many steps, on any Keras backend.
+
+The step is word2vec.c's: every (input, context) score's sigmoid error, times the learning rate, moves
+the input vector along the context vectors and each context vector along the input vector, all from
+the batch's old values (one summed-loss gradient step). The gradients are written out rather than
+taken by autodiff, so each update touches only the rows the batch uses, on every backend (JAX's
+autodiff of a gather updates the whole table), and the code is the same everywhere: only `compile`
+below knows the backend. Negatives come from a counter-based hash of (seed, step, slot), so a step's
+draws depend on nothing else: a resumed training, or another backend, draws the same words.
+
+A call runs `steps_per_call` steps on a block of `steps_per_call * batch_size` examples already on
+the device; the embedding tables go in and come out (JAX donates them: updated in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from w2vpipe.backend import import_keras
+from w2vpipe.errors import PipelineError
+
+keras = import_keras()
+from keras import ops  # noqa: E402
+
+Tables = tuple[Any, Any]  # (input vectors, output vectors): (vocab, dim) each
+
+# lowbias32 (Chris Wellons's integer hash), in int32 arithmetic: products wrap alike on every backend,
+# and a logical shift is an arithmetic one masked.
+HASH_MULTIPLIERS = (0x7FEB352D, 0x846CA68B - (1 << 32))
+
+
+def _shift_xor(x: Any, bits: int) -> Any:
+    return ops.bitwise_xor(x, ops.bitwise_and(ops.right_shift(x, bits), (1 << (32 - bits)) - 1))
+
+
+def hash32(x: Any) -> Any:
+    x = _shift_xor(x, 16) * HASH_MULTIPLIERS[0]
+    x = _shift_xor(x, 15) * HASH_MULTIPLIERS[1]
+    return _shift_xor(x, 16)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    batch_size: int
+    steps_per_call: int
+    num_ns: int  # negatives drawn per example at each step; 0: the examples hold them (stored)
+    shared_negatives: int  # > 0: that many negatives drawn per batch, shared by all its examples
+    learning_rate: float  # at step 0; it falls linearly to 1e-4 of that at `total_steps` (word2vec.c)
+    total_steps: int
+    vocab_size: int
+    seed: int
+
+
+def learning_rate_at(step: Any, config: StepConfig) -> Any:
+    """Keras's PolynomialDecay(rate, total_steps, end=rate * 1e-4), the schedule `model.fit` used."""
+    end = config.learning_rate * 1e-4
+    done = ops.minimum(ops.cast(step, "float32") / max(config.total_steps, 1), 1.0)
+    return (config.learning_rate - end) * (1.0 - done) + end
+
+
+def draw_noise(noise_table: Any, step: Any, count: int, seed: int) -> Any:
+    """`count` noise words for `step`: uniform slots of the unigram table, by a hash of (seed, step, slot)."""
+    stream = hash32(hash32(ops.convert_to_tensor(seed, "int32") + 0x5BD1E995) + ops.cast(step, "int32"))
+    slots = hash32(ops.arange(count, dtype="int32") + stream)
+    return ops.take(noise_table, ops.mod(ops.bitwise_and(slots, 0x7FFFFFFF), ops.shape(noise_table)[0]))
+
+
+def draw_negatives(positives: Any, noise_table: Any, step: Any, config: StepConfig) -> Any:
+    """`num_ns` noise words per row, as the model draws them (`Word2Vec.negatives_for`): a draw equal
+    to the row's true word becomes the next id (never padding)."""
+    negatives = ops.reshape(draw_noise(noise_table, step, config.batch_size * config.num_ns, config.seed),
+                            (config.batch_size, config.num_ns))
+    return ops.where(negatives == positives, negatives % (config.vocab_size - 1) + 1, negatives)
+
+
+def input_vectors(table: Any, inputs: Any) -> tuple[Any, Any]:
+    """(the vectors that score the contexts, the mask of window words): skip-gram's input word's vector,
+    or CBOW's mean over its window (padding, id 0, left out)."""
+    vectors = ops.take(table, inputs, axis=0)
+    if len(inputs.shape) == 1:
+        return vectors, None
+    present = ops.cast(ops.expand_dims(inputs != 0, -1), vectors.dtype)
+    return ops.sum(vectors * present, axis=1) / ops.maximum(ops.sum(present, axis=1), 1.0), present
+
+
+def scores(tables: Tables, inputs: Any, contexts: Any) -> Any:
+    """Logits (batch, contexts): the true context first, then the negatives."""
+    vectors, _ = input_vectors(tables[0], inputs)
+    return ops.einsum("bd,bcd->bc", vectors, ops.take(tables[1], contexts, axis=0))
+
+
+def loss_and_correct(logits: Any) -> tuple[Any, Any]:
+    """word2vec.c's objective summed over the batch (sigmoid cross-entropy, the true context labelled 1,
+    the rest 0), and how many rows score their true context highest (Keras's categorical accuracy)."""
+    loss = ops.sum(ops.softplus(-logits[:, 0])) + ops.sum(ops.softplus(logits[:, 1:]))
+    correct = ops.sum(ops.cast(ops.argmax(logits, axis=1) == 0, "float32"))
+    return loss, correct
+
+
+def sgd_step(tables: Tables, inputs: Any, contexts: Any, rate: Any) -> tuple[Tables, Any, Any]:
+    """One step on a batch; (new tables, summed loss, correct rows). CBOW gives each window word the
+    whole error of the window's mean, as word2vec.c and gensim do."""
+    input_table, output_table = tables
+    vectors, present = input_vectors(input_table, inputs)
+    context_vectors = ops.take(output_table, contexts, axis=0)  # (batch, contexts, dim)
+    logits = ops.einsum("bd,bcd->bc", vectors, context_vectors)
+    labels = ops.cast(ops.arange(logits.shape[1]) == 0, logits.dtype)
+    error = (labels - ops.sigmoid(logits)) * rate  # the descent direction of each score, scaled
+    input_update = ops.einsum("bc,bcd->bd", error, context_vectors)
+    context_update = ops.expand_dims(error, -1) * ops.expand_dims(vectors, 1)
+    dim = input_table.shape[1]
+    if present is None:
+        input_rows, input_updates = ops.expand_dims(inputs, -1), input_update
+    else:
+        input_rows = ops.reshape(inputs, (-1, 1))
+        input_updates = ops.reshape(ops.expand_dims(input_update, 1) * present, (-1, dim))
+    input_table = ops.scatter_update(input_table, input_rows, input_updates, reduction="add")
+    output_table = ops.scatter_update(output_table, ops.reshape(contexts, (-1, 1)),
+                                      ops.reshape(context_update, (-1, dim)), reduction="add")
+    loss, correct = loss_and_correct(logits)
+    return (input_table, output_table), loss, correct
+
+
+def shared_negatives_step(tables: Tables, inputs: Any, positives: Any, negatives: Any, rate: Any,
+                          num_ns: int) -> tuple[Tables, Any, Any]:
+    """One step whose rows share `negatives` (BlazingText; Ji et al. 2016): the negative scores are one
+    matrix product and the negative updates touch those rows only. Each negative term is weighted by
+    num_ns / len(negatives), so a row's expected step is word2vec.c's; a shared negative equal to a row's
+    true word is left out of that row. Accuracy is over the first `num_ns` negatives, as per row."""
+    input_table, output_table = tables
+    vectors, present = input_vectors(input_table, inputs)  # (batch, dim)
+    positive_vectors = ops.take(output_table, positives, axis=0)  # (batch, dim)
+    negative_vectors = ops.take(output_table, negatives, axis=0)  # (shared, dim)
+    positive_logits = ops.sum(vectors * positive_vectors, axis=1)
+    negative_logits = ops.matmul(vectors, ops.transpose(negative_vectors))  # (batch, shared)
+    weight = num_ns / negatives.shape[0]
+    counted = ops.cast(ops.expand_dims(positives, 1) != ops.expand_dims(negatives, 0), vectors.dtype) * weight
+    positive_error = (1.0 - ops.sigmoid(positive_logits)) * rate
+    negative_error = -ops.sigmoid(negative_logits) * counted * rate
+    input_update = ops.expand_dims(positive_error, 1) * positive_vectors + ops.matmul(negative_error, negative_vectors)
+    dim = input_table.shape[1]
+    if present is None:
+        input_rows, input_updates = ops.expand_dims(inputs, -1), input_update
+    else:
+        input_rows = ops.reshape(inputs, (-1, 1))
+        input_updates = ops.reshape(ops.expand_dims(input_update, 1) * present, (-1, dim))
+    input_table = ops.scatter_update(input_table, input_rows, input_updates, reduction="add")
+    output_rows = ops.concatenate([positives, negatives])
+    output_updates = ops.concatenate([ops.expand_dims(positive_error, 1) * vectors,
+                                      ops.matmul(ops.transpose(negative_error), vectors)])
+    output_table = ops.scatter_update(output_table, ops.expand_dims(output_rows, -1), output_updates, reduction="add")
+    loss = ops.sum(ops.softplus(-positive_logits)) + ops.sum(ops.softplus(negative_logits) * counted)
+    correct = ops.sum(ops.cast(positive_logits > ops.max(negative_logits[:, :num_ns], axis=1), "float32"))
+    return (input_table, output_table), loss, correct
+
+
+def batch_at(block: Any, index: Any, batch_size: int) -> Any:
+    start = [index * batch_size] + [0] * (len(block.shape) - 1)
+    return ops.slice(block, start, [batch_size, *block.shape[1:]])
+
+
+def train_call(config: StepConfig) -> Callable[..., tuple[Tables, Any, Any]]:
+    """(tables, noise table, block inputs, block outputs, first step) -> (tables, summed loss, correct):
+    `steps_per_call` steps over the block's consecutive batches, compiled for the backend."""
+
+    def run(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any) -> Any:
+        def body(index: Any, carry: Any) -> Any:
+            tables, loss_total, correct_total = carry
+            step = first_step + index
+            batch_inputs = batch_at(inputs, index, config.batch_size)
+            batch_outputs = batch_at(outputs, index, config.batch_size)
+            rate = learning_rate_at(step, config)
+            if config.shared_negatives:
+                negatives = draw_noise(noise_table, step, config.shared_negatives, config.seed)
+                tables, loss, correct = shared_negatives_step(tables, batch_inputs, batch_outputs[:, 0], negatives,
+                                                              rate, config.num_ns)
+            else:
+                if config.num_ns:
+                    positives = batch_outputs[:, :1]
+                    batch_outputs = ops.concatenate(
+                        [positives, draw_negatives(positives, noise_table, step, config)], axis=1)
+                tables, loss, correct = sgd_step(tables, batch_inputs, batch_outputs, rate)
+            return tables, loss_total + loss, correct_total + correct
+
+        zero = ops.zeros((), "float32")
+        return ops.fori_loop(0, config.steps_per_call, body, (tuple(tables), zero, zero))
+
+    return compile_for_backend(run, donate_tables=True)
+
+
+def evaluate_call(batch_size: int, batches: int) -> Callable[..., tuple[Any, Any]]:
+    """(tables, inputs, outputs) -> (summed loss, correct rows) over `batches` batches of held-out
+    examples (their negatives stored), compiled."""
+
+    def run(tables: Tables, inputs: Any, outputs: Any) -> Any:
+        def body(index: Any, carry: Any) -> Any:
+            logits = scores(tables, batch_at(inputs, index, batch_size), batch_at(outputs, index, batch_size))
+            loss, correct = loss_and_correct(logits)
+            return carry[0] + loss, carry[1] + correct
+
+        zero = ops.zeros((), "float32")
+        return ops.fori_loop(0, batches, body, (zero, zero))
+
+    return compile_for_backend(run, donate_tables=False)
+
+
+def compile_for_backend(function: Callable[..., Any], donate_tables: bool) -> Callable[..., Any]:
+    """The one backend-specific line: XLA compilation, by JAX or by TensorFlow."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function, donate_argnums=(0,) if donate_tables else ())
+    if backend == "tensorflow":
+        from w2vpipe.backend import import_tensorflow
+
+        return import_tensorflow().function(function, jit_compile=True, reduce_retracing=True)
+    raise PipelineError(f"the Keras backend {backend!r} cannot run this training: set train.backend to jax or "
+                        f"tensorflow")
