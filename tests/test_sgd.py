@@ -124,8 +124,8 @@ def test_the_same_code_gives_the_same_tables_under_tensorflow_and_jax(tmp_path: 
         from w2vpipe import sgd
         rng = np.random.default_rng(0)
         tables = tuple(rng.normal(0, 0.5, ({VOCAB}, {DIM})).astype(np.float32) for _ in range(2))
-        inputs = rng.integers(1, {VOCAB}, 8 * {BATCH}).astype(np.int32)
-        outputs = rng.integers(1, {VOCAB}, (8 * {BATCH}, 1)).astype(np.int32)
+        inputs = rng.integers(1, {VOCAB}, (8, {BATCH})).astype(np.int32)
+        outputs = rng.integers(1, {VOCAB}, (8, {BATCH}, 1)).astype(np.int32)
         noise = np.repeat(np.arange({VOCAB}, dtype=np.int32), 4)
         config = sgd.StepConfig(batch_size={BATCH}, steps_per_call=8, num_ns=4, shared_negatives=0,
                                 learning_rate=0.05, total_steps=100, vocab_size={VOCAB}, seed=42)

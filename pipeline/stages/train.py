@@ -8,6 +8,7 @@ outside DVC's outputs: a training killed at any point resumes there, into the sa
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import numpy as np
 
 from pipeline import checkpoints, layout, tracking
 from pipeline.stages.examples import shard_examples
+from w2vpipe import distributed
 from w2vpipe.backend import select_backend
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
@@ -50,6 +52,14 @@ def run(params: Params) -> str:
         raise PipelineError("train.shared_negatives draws negatives per batch: set examples.negatives: per_batch, "
                             "or train.shared_negatives: 0")
     layout.check_example_shards(len(counts), stats)
+    group = distributed.process_group_from_env()
+    placement = None
+    if group is not None:
+        select_backend(params.train.backend)
+        distributed.join(group, params.train.backend)
+        placement = distributed.placement(group)
+        if group.index:
+            return train_in_group(params, counts, stats, group, placement)
     tracking.check_store()
     select_backend(params.train.backend)
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
@@ -78,14 +88,14 @@ def run(params: Params) -> str:
                 vocab_size=len(counts),
                 params=params.train,
                 num_ns=params.examples.num_ns,
-                noise=noise_probabilities(params.examples.noise,
-                                          word_counts(counts, params.examples.drop_before_windowing))
-                if per_batch else None,
+                noise=noise(params, counts),
                 tensorboard_dir=tensorboard_dir,
                 on_epoch_end=mlflow_run.log_epoch,
                 before_fit=claim_run,
                 validation=validation,
-                checkpoint_dir=checkpoint_dir,
+                # A group's other processes keep no checkpoints, so a group starts over rather than resume.
+                checkpoint_dir=checkpoint_dir if group is None else None,
+                placement=placement,
             )
             save_model(result.model, out_dir / layout.MODEL_FILE.name)
             np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
@@ -99,7 +109,7 @@ def run(params: Params) -> str:
             mlflow_run.log_artifact(tensorboard_dir, "tensorboard")
             mlflow_run.tag_embedding(out_dir / layout.EMBEDDING_FILE.name)
         write_history(result.history)
-    shutil.rmtree(checkpoint_dir)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     final = {name: values[-1] for name, values in result.history.items()}
     trained_pairs = (params.train.epochs - result.first_epoch) * result.steps_per_epoch * params.train.batch_size
     held_out = (f", held out: loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}"
@@ -108,6 +118,26 @@ def run(params: Params) -> str:
     return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")
+
+
+def train_in_group(params: Params, counts: np.ndarray, stats: dict[str, int], group: distributed.ProcessGroup,
+                   placement: distributed.Placement) -> str:
+    """A process other than 0 of a group: the same training, in step with process 0; no outputs."""
+    result = train_word2vec(training_shards(params, counts), pairs=stats["pairs"], vocab_size=len(counts),
+                            params=params.train, num_ns=params.examples.num_ns, noise=noise(params, counts),
+                            verbose=0, validation=sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME)
+                                                         .glob(SHARD_GLOB)), placement=placement)
+    embedding = target_embedding_weights(result.model)
+    return (f"process {group.index} of {group.count}: {params.train.epochs} epochs on {placement.devices} devices, "
+            f"loss {result.history['loss'][-1]:.4f}; embedding {embedding.shape[0]:,} x {embedding.shape[1]}, "
+            f"sha256 {hashlib.sha256(embedding.tobytes()).hexdigest()} (process 0 writes the outputs)")
+
+
+def noise(params: Params, counts: np.ndarray) -> np.ndarray | None:
+    """The negatives' distribution when they are drawn per batch."""
+    if params.examples.negatives != "per_batch":
+        return None
+    return noise_probabilities(params.examples.noise, word_counts(counts, params.examples.drop_before_windowing))
 
 
 def training_shards(params: Params, counts: np.ndarray) -> list[ExampleSource]:

@@ -4,12 +4,12 @@ The step is word2vec.c's: every (input, context) score's sigmoid error, times th
 the input vector along the context vectors and each context vector along the input vector, all from
 the batch's old values (one summed-loss gradient step). The gradients are written out rather than
 taken by autodiff, so each update touches only the rows the batch uses, on every backend (JAX's
-autodiff of a gather updates the whole table), and the code is the same everywhere: only `compile`
-below knows the backend. Negatives come from a counter-based hash of (seed, step, slot), so a step's
+autodiff of a gather updates the whole table), and the code is the same everywhere: only
+`compile_for_backend` knows the backend. Negatives come from a counter-based hash of (seed, step, slot), so a step's
 draws depend on nothing else: a resumed training, or another backend, draws the same words.
 
-A call runs `steps_per_call` steps on a block of `steps_per_call * batch_size` examples already on
-the device; the embedding tables go in and come out (JAX donates them: updated in place).
+A call runs `steps_per_call` steps on a block of `steps_per_call` batches already on the device; the
+embedding tables go in and come out (JAX donates them: updated in place).
 """
 
 from __future__ import annotations
@@ -156,21 +156,24 @@ def shared_negatives_step(tables: Tables, inputs: Any, positives: Any, negatives
     return (input_table, output_table), loss, correct
 
 
-def batch_at(block: Any, index: Any, batch_size: int) -> Any:
-    start = [index * batch_size] + [0] * (len(block.shape) - 1)
-    return ops.slice(block, start, [batch_size, *block.shape[1:]])
+def batch_at(block: Any, index: Any) -> Any:
+    """Batch `index` of a (steps, batch[, columns]) block."""
+    return ops.take(block, index, axis=0)
 
 
-def train_call(config: StepConfig) -> Callable[..., tuple[Tables, Any, Any]]:
+Compiler = Callable[[Callable[..., Any], bool], Callable[..., Any]]  # (function, donate its first argument)
+
+
+def train_call(config: StepConfig, compiler: Compiler | None = None) -> Callable[..., tuple[Tables, Any, Any]]:
     """(tables, noise table, block inputs, block outputs, first step) -> (tables, summed loss, correct):
-    `steps_per_call` steps over the block's consecutive batches, compiled for the backend."""
+    `steps_per_call` steps over a block's batches (shaped (steps, batch[, columns])), compiled for the
+    backend (or by `compiler`: over a process group)."""
 
     def run(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any) -> Any:
         def body(index: Any, carry: Any) -> Any:
             tables, loss_total, correct_total = carry
             step = first_step + index
-            batch_inputs = batch_at(inputs, index, config.batch_size)
-            batch_outputs = batch_at(outputs, index, config.batch_size)
+            batch_inputs, batch_outputs = batch_at(inputs, index), batch_at(outputs, index)
             rate = learning_rate_at(step, config)
             if config.shared_negatives:
                 negatives = draw_noise(noise_table, step, config.shared_negatives, config.seed)
@@ -187,32 +190,32 @@ def train_call(config: StepConfig) -> Callable[..., tuple[Tables, Any, Any]]:
         zero = ops.zeros((), "float32")
         return ops.fori_loop(0, config.steps_per_call, body, (tuple(tables), zero, zero))
 
-    return compile_for_backend(run, donate_tables=True)
+    return (compiler or compile_for_backend)(run, True)
 
 
-def evaluate_call(batch_size: int, batches: int) -> Callable[..., tuple[Any, Any]]:
+def evaluate_call(batches: int, compiler: Compiler | None = None) -> Callable[..., tuple[Any, Any]]:
     """(tables, inputs, outputs) -> (summed loss, correct rows) over `batches` batches of held-out
-    examples (their negatives stored), compiled."""
+    examples (their negatives stored; shaped (batches, batch[, columns])), compiled."""
 
     def run(tables: Tables, inputs: Any, outputs: Any) -> Any:
         def body(index: Any, carry: Any) -> Any:
-            logits = scores(tables, batch_at(inputs, index, batch_size), batch_at(outputs, index, batch_size))
+            logits = scores(tables, batch_at(inputs, index), batch_at(outputs, index))
             loss, correct = loss_and_correct(logits)
             return carry[0] + loss, carry[1] + correct
 
         zero = ops.zeros((), "float32")
         return ops.fori_loop(0, batches, body, (zero, zero))
 
-    return compile_for_backend(run, donate_tables=False)
+    return (compiler or compile_for_backend)(run, False)
 
 
-def compile_for_backend(function: Callable[..., Any], donate_tables: bool) -> Callable[..., Any]:
+def compile_for_backend(function: Callable[..., Any], donate_first: bool) -> Callable[..., Any]:
     """The one backend-specific line: XLA compilation, by JAX or by TensorFlow."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        return jax.jit(function, donate_argnums=(0,) if donate_tables else ())
+        return jax.jit(function, donate_argnums=(0,) if donate_first else ())
     if backend == "tensorflow":
         from w2vpipe.backend import import_tensorflow
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from w2vpipe.backend import import_keras, import_tensorflow
+from w2vpipe.distributed import Placement
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB
 from w2vpipe.params import TrainParams
@@ -118,11 +119,12 @@ def epoch_rows(shards: Sequence[ExampleSource], rows: int, seed: int,
             raise PipelineError(f"epoch {epoch + 1} drew no examples: the corpus is too small to train on")
 
 
-def epoch_blocks(shards: Sequence[ExampleSource], blocks: int, block_rows: int, seed: int,
+def epoch_blocks(shards: Sequence[ExampleSource], blocks: int, steps: int, batch_size: int, seed: int,
                  epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """`epoch_rows` as blocks of `block_rows` (one compiled call's batches), stacked a shard at a time:
-    (inputs, outputs) of shape (blocks in this shard, block_rows, ...). Rows left over from one shard
-    lead the next shard's blocks."""
+    """`epoch_rows` as blocks of `steps` batches (one compiled call's), stacked a shard at a time:
+    (inputs, outputs) shaped (blocks in this shard, steps, batch_size[, columns]). Rows left over from one
+    shard lead the next shard's blocks."""
+    block_rows = steps * batch_size
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     for inputs, outputs in epoch_rows(shards, blocks * block_rows, seed, epoch):
         pending.append((inputs, outputs))
@@ -131,8 +133,8 @@ def epoch_blocks(shards: Sequence[ExampleSource], blocks: int, block_rows: int, 
         if whole:
             inputs, outputs = (np.concatenate([part[column] for part in pending]) for column in (0, 1))
             pending = [(inputs[whole:], outputs[whole:])]
-            yield (inputs[:whole].reshape(-1, block_rows, *inputs.shape[1:]),
-                   outputs[:whole].reshape(-1, block_rows, *outputs.shape[1:]))
+            yield (inputs[:whole].reshape(-1, steps, batch_size, *inputs.shape[1:]),
+                   outputs[:whole].reshape(-1, steps, batch_size, *outputs.shape[1:]))
 
 
 Item = TypeVar("Item")
@@ -286,6 +288,7 @@ def train_word2vec(
     verbose: int = 2,
     validation: Sequence[ExampleSource] = (),
     checkpoint_dir: Path | None = None,
+    placement: Placement | None = None,
 ) -> TrainResult:
     """Train on example shards (files, or in memory) holding `pairs` pairs in all.
 
@@ -295,6 +298,7 @@ def train_word2vec(
     epoch: `val_loss` and `val_accuracy`. `before_fit` runs once the model is built, before the
     first step. With `checkpoint_dir`, every finished epoch is kept there and a training killed
     earlier resumes from its last finished epoch (`on_epoch_end` is then called for the rest only).
+    `placement` spreads each batch over a process group's devices (`w2vpipe.distributed`).
     """
     keras = import_keras()
     from w2vpipe.model import build_word2vec
@@ -341,7 +345,8 @@ def train_word2vec(
             )
         )
     run = Run(shards=list(shards), validation=list(validation), params=params, steps_per_epoch=steps_per_epoch,
-              steps_per_call=steps_per_execution, first_epoch=first_epoch, callbacks=callbacks, verbose=verbose)
+              steps_per_call=steps_per_execution, first_epoch=first_epoch, callbacks=callbacks, verbose=verbose,
+              placement=placement or Placement())
     fit = train_on_device if on_device_loop else fit_with_keras
     if before_fit is not None:
         before_fit()
@@ -369,6 +374,7 @@ class Run:
     first_epoch: int
     callbacks: list[Any]
     verbose: int
+    placement: Placement
 
 
 def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
@@ -381,22 +387,28 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
 
     params = run.params
     keras = import_keras()
-    block_rows = run.steps_per_call * params.batch_size
+    place = run.placement
+    if params.batch_size % place.devices:
+        raise PipelineError(f"train.batch_size={params.batch_size} does not split over {place.devices} devices: "
+                            f"make it a multiple of {place.devices}")
     config = sgd.StepConfig(batch_size=params.batch_size, steps_per_call=run.steps_per_call, num_ns=model.num_ns,
                             shared_negatives=params.shared_negatives, learning_rate=params.effective_learning_rate,
                             total_steps=run.steps_per_epoch * params.epochs, vocab_size=model.vocab_size,
                             seed=params.seed)
-    train_call = sgd.train_call(config)
-    noise_table = model.noise_table.value if model.num_ns else ops.zeros((1,), "int32")
+    train_call = sgd.train_call(config, place.compile)
+    noise_table = place.replicated(ops.convert_to_numpy(model.noise_table) if model.num_ns
+                                   else np.zeros(1, np.int32))
     embeddings = (model.target_embedding.embeddings, model.context_embedding.embeddings)
-    tables = tuple(ops.copy(ops.convert_to_tensor(table)) for table in embeddings)  # donated to each call
+    tables = tuple(place.replicated(ops.convert_to_numpy(table)) for table in embeddings)  # donated to each call
     held_out = held_out_examples(run.validation)
     evaluate = None
     if held_out is not None:
         batch = min(params.batch_size, len(held_out[0]))
         batches = len(held_out[0]) // batch
-        evaluate = sgd.evaluate_call(batch, batches)
-        held_out_on_device = tuple(ops.convert_to_tensor(column[: batches * batch]) for column in held_out)
+        evaluate = sgd.evaluate_call(batches, place.compile)
+        held_out_on_device = tuple(place.replicated(column[: batches * batch].reshape(batches, batch,
+                                                                                       *column.shape[1:]))
+                                   for column in held_out)
     callbacks = keras.callbacks.CallbackList(run.callbacks, model=model, epochs=params.epochs,
                                              steps=run.steps_per_epoch)
     history: dict[str, list[float]] = {}
@@ -407,21 +419,23 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
         callbacks.on_epoch_begin(epoch)
         step = epoch * run.steps_per_epoch
         sums = []
-        for inputs, outputs in prefetched(epoch_blocks(run.shards, blocks, block_rows, params.seed, epoch)):
-            inputs, outputs = ops.convert_to_tensor(inputs), ops.convert_to_tensor(outputs)  # the shard, on the device
+        for inputs, outputs in prefetched(epoch_blocks(run.shards, blocks, run.steps_per_call, params.batch_size,
+                                                       params.seed, epoch)):
+            inputs, outputs = place.batches(inputs), place.batches(outputs)  # the shard, on the device(s)
             for block in range(inputs.shape[0]):
                 tables, loss, correct = train_call(tables, noise_table, inputs[block], outputs[block],
                                                    ops.convert_to_tensor(step, "int32"))
                 sums.append((loss, correct))
                 step += run.steps_per_call
         examples = run.steps_per_epoch * params.batch_size
-        logs = {"loss": float(sum(float(loss) for loss, _ in sums)) / run.steps_per_epoch,
-                "accuracy": float(sum(float(correct) for _, correct in sums)) / examples}
+        logs = {"loss": sum(float(place.to_host(loss)) for loss, _ in sums) / run.steps_per_epoch,
+                "accuracy": sum(float(place.to_host(correct)) for _, correct in sums) / examples}
         if evaluate is not None:
             loss, correct = evaluate(tables, *held_out_on_device)
-            logs.update(val_loss=float(loss) / batches, val_accuracy=float(correct) / (batches * batch))
+            logs.update(val_loss=float(place.to_host(loss)) / batches,
+                        val_accuracy=float(place.to_host(correct)) / (batches * batch))
         for variable, table in zip(embeddings, tables, strict=True):
-            variable.assign(ops.copy(table))  # a copy: the next call takes over `table`'s memory
+            variable.assign(place.to_host(table))  # a host copy: the next call takes over `table`'s memory
         seconds = time.perf_counter() - started
         if run.verbose:
             print(f"Epoch {epoch + 1}/{params.epochs} - {seconds:.2f}s ({examples / seconds:,.0f} pairs/s) - "

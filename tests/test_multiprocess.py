@@ -1,0 +1,84 @@
+"""Data-parallel training over two processes on 127.0.0.1 (JAX's multi-process runtime), against one process."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, free_port, tool_env
+
+EPOCHS = 3
+
+
+def set_params(root: Path, values: dict[str, object]) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        params[section][name] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def pipeline(root: Path, command: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", command], cwd=root, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=tool_env(PYTHONPATH=str(REPO_ROOT), **env))
+
+
+def finished(process: subprocess.Popen[str]) -> str:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def examples_made(tmp_path_factory: pytest.TempPathFactory, shakespeare: Path) -> Path:
+    root = tmp_path_factory.mktemp("multiprocess")
+    shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
+    with shakespeare.open(encoding="utf-8") as source:
+        (root / "small.txt").write_text("".join(line for _, line in zip(range(4000), source, strict=False)))
+    set_params(root, {"corpus.url": str(root / "small.txt"), "corpus.sha256": None, "vectorize.vocab_size": 1000,
+                      "train.backend": "jax", "train.epochs": EPOCHS, "train.batch_size": 256,
+                      "train.embedding_dim": 32})
+    for name in ("download", "vectorize", "examples"):
+        finished(pipeline(root, name))
+    return root
+
+
+def history(root: Path) -> dict[str, list[float]]:
+    with (root / "metrics" / "train_history.csv").open() as rows:
+        table = list(csv.DictReader(rows))
+    return {name: [float(row[name]) for row in table] for name in table[0]}
+
+
+def test_two_processes_train_as_one_on_the_same_global_batches(examples_made: Path, tmp_path: Path) -> None:
+    alone = shutil.copytree(examples_made, tmp_path / "alone")
+    finished(pipeline(alone, "train"))
+
+    group = shutil.copytree(examples_made, tmp_path / "group")
+    address = f"127.0.0.1:{free_port()}"
+    processes = [pipeline(group, "train", W2V_COORDINATOR=address, W2V_PROCESS_COUNT="2", W2V_PROCESS_ID=str(index))
+                 for index in (1, 0)]
+    worker_output, leader_output = (finished(process) for process in processes)
+
+    embedding = np.load(group / "models" / "w2v_embedding.npy")
+    single = np.load(alone / "models" / "w2v_embedding.npy")
+    assert embedding.shape == single.shape == (1000, 32)
+    # It learns: the loss falls epoch by epoch, as alone.
+    losses = history(group)["loss"]
+    assert len(losses) == EPOCHS and losses[0] > losses[-1]
+    # Both processes end with the same tables (process 1 reports its hash; process 0 wrote the file).
+    reported = re.search(r"process 1 of 2: .* on 2 devices, .*sha256 ([0-9a-f]{64})", worker_output)
+    assert reported, worker_output[-2000:]
+    assert reported.group(1) == hashlib.sha256(embedding.tobytes()).hexdigest()
+    # The same global batches, draws and start as one process: the same training, up to the order of sums.
+    np.testing.assert_allclose(embedding, single, atol=1e-3)
+    np.testing.assert_allclose(losses, history(alone)["loss"], rtol=1e-4)
+    assert "MLflow run" in leader_output
