@@ -5,6 +5,7 @@ A run (from the deployment's form in the Prefect UI, or `python -m pipeline run 
 repository, so the served checkout is never modified; `dvc exp show` lists the run, and `dvc exp
 apply NAME` or `dvc exp branch NAME BRANCH` take its results. Each stage DVC runs (or skips) is a
 Prefect task, with the stage's output as its logs. The stages tag their MLflow run with the flow run.
+The run's Dask cluster (prefect-dask's DaskTaskRunner) serves every stage that runs shards on Dask.
 """
 
 # No `from __future__ import annotations`: Prefect builds the run form and validates runs from the
@@ -21,12 +22,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
 from prefect.states import Completed, Failed, State
+from prefect_dask import DaskTaskRunner
 
 from pipeline import layout, report, tracking
+from pipeline.cluster import SCHEDULER_ENV, local_cluster_options, scheduler_address
 from pipeline.dvc_run import OUTCOMES, DvcProcess, git, stage_env
 from w2vpipe.corpus import allowed_dirs_from_env, check_allowed_source
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import (
+    ClusterParams,
     CorpusParams,
     EvaluateParams,
     ExamplesParams,
@@ -69,14 +73,16 @@ def word2vec_pipeline(
     train: TrainParams = TrainParams(),
     export: ExportParams = ExportParams(),
     evaluate: EvaluateParams = EvaluateParams(),
+    cluster: ClusterParams = ClusterParams(),  # noqa: B008 (frozen, as the sections above)
 ) -> dict[str, Any] | State:
     """Download, vectorize, examples, train, export, evaluate, as one DVC experiment named after this run.
 
     Each section is params.yaml's; a stage whose inputs and params are unchanged is not rerun.
     """
     try:
+        # Validated again as a whole: the checks across sections.
         params = params_from_dict(Params(corpus=corpus, vectorize=vectorize, examples=examples, train=train,
-                                         export=export, evaluate=evaluate).model_dump())  # the checks across sections
+                                         export=export, evaluate=evaluate, cluster=cluster).model_dump())
         if deployment.get_id():  # whoever may start a run in the UI chooses corpus.url: a trust boundary
             check_allowed_source(params.corpus.url, allowed_dirs_from_env())
         return _run_experiment(params, str(flow_run.get_name()), str(flow_run.get_id()))
@@ -96,7 +102,9 @@ def _run_experiment(params: Params, name: str, flow_run_id: str) -> dict[str, An
     arguments = ["exp", "run", "--temp", "-n", name,
                  *(item for key, value in overrides.items() for item in ("-S", override(key, value)))]
     stages: dict[str, str] = {}
-    with one_run_at_a_time(name):
+    with one_run_at_a_time(name), run_cluster(params.cluster) as address:
+        if address:
+            env[SCHEDULER_ENV] = address
         logger.info("dvc %s", " ".join(arguments))
         dvc = DvcProcess(arguments, stage_env(env))
         try:
@@ -127,6 +135,20 @@ def _run_experiment(params: Params, name: str, flow_run_id: str) -> dict[str, An
     create_markdown_artifact(key="word2vec-summary", markdown=markdown, description=f"word2vec run {name}")
     return {"name": name, "revision": revision, "stages": stages, "overrides": overrides, "summary": markdown,
             **results}
+
+
+@contextlib.contextmanager
+def run_cluster(params: ClusterParams) -> Iterator[str | None]:
+    """The scheduler address the stages of this run share: a local cluster started for the run by
+    prefect-dask's DaskTaskRunner (`cluster.workers` processes), or None when `cluster.scheduler` (or
+    W2V_DASK_SCHEDULER) already names one, which the stages then use themselves. One cluster for the run
+    saves each stage starting its own; the runner is opened here, not given as `@flow(task_runner=)`,
+    because its workers come from the run's params."""
+    if scheduler_address(params):
+        yield None
+        return
+    with DaskTaskRunner(cluster_kwargs=local_cluster_options(params)) as runner:
+        yield runner.client.scheduler.address
 
 
 def _check_tracked() -> None:

@@ -158,3 +158,14 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         lambda port: f"http://127.0.0.1:{port}/api/health", env, home / "server.log")
     yield f"http://127.0.0.1:{port}/api"
     stop_server(process)
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler() -> Iterator[str]:
+    """A real Dask cluster (a scheduler and 2 worker processes on 127.0.0.1), one per test session: the
+    address a stage is pointed at, as at a cluster of other machines."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      host="127.0.0.1") as cluster:
+        yield cluster.scheduler_address

@@ -86,6 +86,34 @@ def test_num_ns_beyond_the_corpus_vocabulary_fails_before_sampling(workdir: Path
     assert not (workdir / "data" / "examples").exists()
 
 
+def test_unreachable_dask_scheduler_fails_in_one_line_and_leaves_no_output(workdir: Path) -> None:
+    (workdir / "tiny.txt").write_text("a b c\nb c a\n")
+    set_params(workdir, corpus__url=str(workdir / "tiny.txt"), corpus__sha256=None)
+    assert stage(workdir, "download").returncode == 0
+    with refused_port() as port:
+        started = time.monotonic()
+        result = stage(workdir, "vectorize", W2V_DASK_SCHEDULER=f"tcp://127.0.0.1:{port}")
+        seconds = time.monotonic() - started
+    line = one_line_error(result)
+    assert f"no Dask scheduler answers at tcp://127.0.0.1:{port} within 5 s" in line and "W2V_DASK_SCHEDULER" in line
+    assert seconds < 15, seconds
+    assert not (workdir / "data" / "vectorized").exists()
+
+
+def test_a_workers_pipeline_error_reaches_the_stage_as_itself(tmp_path: Path, dask_scheduler: str) -> None:
+    """A task that fails on a worker (here: its shard is not what the scan found) raises the same one-line
+    PipelineError in the stage, which prints it as its one line."""
+    from distributed import Client
+
+    from pipeline.cluster import run_tasks
+    from w2vpipe.corpus_shards import ShardRange, read_shard_lines
+    from w2vpipe.errors import PipelineError
+
+    (tmp_path / "tiny.txt").write_text("a b c\nb c a\n")
+    with Client(dask_scheduler) as client, pytest.raises(PipelineError, match="changed while it was being vectorized"):
+        run_tasks(client, read_shard_lines, [tmp_path / "tiny.txt"], shard=ShardRange(0, 0, 12, 0, lines=3))
+
+
 def test_too_few_pairs_for_a_batch_fails_before_training(workdir: Path) -> None:
     (workdir / "tiny.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 20)
     set_params(workdir, corpus__url=str(workdir / "tiny.txt"), corpus__sha256=None, examples__subsample=False)

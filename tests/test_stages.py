@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -16,17 +17,22 @@ import yaml
 from conftest import REPO_ROOT, tool_env
 
 
-def stage(workdir: Path, name: str) -> None:
+def stage(workdir: Path, name: str, **env: str) -> str:
+    """Run stage `name` in `workdir`; its summary line."""
     result = subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir,
-                            env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=300)
+                            env=tool_env(PYTHONPATH=str(REPO_ROOT), **env), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     # TensorFlow's start-up lines (printed by C++ before TF_CPP_MIN_LOG_LEVEL applies) are filtered out.
     assert "absl::InitializeLog" not in result.stderr and "cuda drivers" not in result.stderr, result.stderr
+    if name in ("vectorize", "examples"):
+        assert not result.stderr.strip(), result.stderr  # nor Dask's log lines
+    return result.stdout.strip().splitlines()[-1]
 
 
-def digests(directory: Path) -> dict[str, str]:
-    return {str(path.relative_to(directory)): hashlib.md5(path.read_bytes()).hexdigest()
-            for path in sorted([*directory.glob("shard-*/*.npy"), *directory.glob("validation/shard-*/*.npy")])}
+def every_file(directory: Path) -> dict[str, str]:
+    """sha256 of every file under `directory`, by relative path."""
+    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +61,47 @@ def test_vectorize_writes_bounded_shards_of_whole_lines(workdir: Path) -> None:
     assert len(list((workdir / "data" / "vectorized" / "validation").glob("shard-*"))) == 7
 
 
-def test_examples_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
+def set_cluster(workdir: Path, **values: object) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["cluster"].update(values)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_outputs_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
+    """vectorize and examples, bit for bit: every file of data/vectorized and data/examples."""
     results = {}
     for workers in (1, 2):
-        params = yaml.safe_load((workdir / "params.yaml").read_text())
-        params["examples"]["workers"] = workers
-        (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-        stage(workdir, "examples")
-        results[workers] = digests(workdir / "data" / "examples")
-        shutil.copy(workdir / "data" / "examples" / "stats.json", workdir / f"stats-{workers}.json")
-    assert len(results[1]) == 7 * 2 * 2  # inputs.npy and outputs.npy per shard, training and held out
+        set_cluster(workdir, workers=workers)
+        summaries = [stage(workdir, name) for name in ("vectorize", "examples")]
+        assert all(f"; {workers} worker{'s' if workers > 1 else ''}; made in" in line for line in summaries)
+        results[workers] = {name: every_file(workdir / "data" / name) for name in ("vectorized", "examples")}
+    assert len(results[1]["vectorized"]) == 7 * 2 * 2 + 3  # tokens and lengths per shard, twice; vocab, counts, stats
+    assert len(results[1]["examples"]) == 7 * 2 * 2 + 1  # inputs and outputs per shard, training and held out; stats
     assert results[1] == results[2]
-    stats = json.loads((workdir / "stats-2.json").read_text())
+    stats = json.loads((workdir / "data" / "examples" / "stats.json").read_text())
     assert stats["negatives"] == "per_batch" and stats["shards"] == 7
+
+
+def test_a_gzip_corpus_gives_the_same_outputs(workdir: Path, tmp_path: Path) -> None:
+    """Workers read byte ranges of a plain file: a compressed corpus is decompressed for them first."""
+    shutil.copytree(workdir, tmp_path / "gzip")
+    project = tmp_path / "gzip"
+    corpus = project / "data" / "corpus" / "shakespeare.txt"
+    corpus.write_bytes(gzip.compress(corpus.read_bytes()))
+    stage(project, "vectorize")
+    assert every_file(project / "data" / "vectorized") == every_file(workdir / "data" / "vectorized")
+
+
+def test_stages_run_on_the_cluster_a_scheduler_address_names(workdir: Path, tmp_path: Path,
+                                                           dask_scheduler: str) -> None:
+    """W2V_DASK_SCHEDULER (what the Prefect flow sets) wins over params.yaml's cluster: the same outputs."""
+    shutil.copytree(workdir, tmp_path / "remote")
+    project = tmp_path / "remote"
+    set_cluster(project, scheduler="tcp://127.0.0.1:9")  # nothing there: the environment's address is used
+    for name in ("vectorize", "examples"):
+        assert f"2 workers at {dask_scheduler}; made in" in stage(project, name, W2V_DASK_SCHEDULER=dask_scheduler)
+    for name in ("vectorized", "examples"):
+        assert every_file(project / "data" / name) == every_file(workdir / "data" / name)
 
 
 def test_tutorial_recipe_makes_ten_token_lines_log_uniform_negatives_and_adam(tmp_path: Path) -> None:

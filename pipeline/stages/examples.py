@@ -1,20 +1,17 @@
 """Stage 3: skip-gram pairs or CBOW windows (with negatives, or positives only when negatives are
-drawn per batch), one examples shard per vectorized shard, on all cores, plus a stats file.
-Held-out lines give validation examples, always with their negatives: the same every epoch."""
+drawn per batch), one examples shard per vectorized shard, each a task on a Dask cluster
+(`pipeline.cluster`), plus a stats file. Held-out lines give validation examples, always with their
+negatives: the same every epoch."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import layout
+from pipeline import cluster, layout
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, shard_name
 from w2vpipe.params import ExamplesParams, Params
@@ -23,11 +20,11 @@ from w2vpipe.vocabulary import Sentences, load_sentences
 
 
 def shard_examples(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, epoch: int = 0,
-                   validation: bool = False) -> tuple[int, Examples]:
+                   validation: bool = False, vectorized_dir: Path = layout.VECTORIZED_DIR) -> tuple[int, Examples]:
     """(sentences, examples) of vectorized shard `index` (or of its held-out lines) for `epoch`,
     seeded by (seed, index, epoch): the same whichever worker or process draws them. A shard too
     small to hold out a line gives none."""
-    source = layout.shard_dir(layout.VECTORIZED_DIR, index, validation)
+    source = layout.shard_dir(vectorized_dir, index, validation)
     sentences = load_sentences(source) if source.is_dir() else Sentences(np.zeros(0, np.int32), np.zeros(0, np.int32))
     # Independent random streams: (seed, index) is the stage's draw, which epoch 0 trains on;
     # (seed, index, 1) the held-out lines'; (seed, index, 2, epoch) each later epoch's redraw.
@@ -49,17 +46,17 @@ def shard_examples(index: int, params: ExamplesParams, architecture: str, counts
     )
 
 
-def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, out_dir: Path,
-               validation: bool = False) -> tuple[int, int]:
-    """Write epoch 0's examples of shard `index` (or of its held-out lines); (sentences, examples)."""
-    sentences, examples = shard_examples(index, params, architecture, counts, validation=validation)
+def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, vectorized_dir: Path,
+               out_dir: Path, validation: bool = False) -> tuple[int, int]:
+    """Task: write epoch 0's examples of shard `index` (or of its held-out lines); (sentences, examples)."""
+    sentences, examples = shard_examples(index, params, architecture, counts, validation=validation,
+                                         vectorized_dir=vectorized_dir)
     if len(examples):
         save_examples(examples, layout.shard_dir(out_dir, index, validation))
     return sentences, len(examples)
 
 
 def run(params: Params) -> str:
-    started = time.perf_counter()  # the stage's work, after imports: what the benchmark compares
     layout.require_input(layout.COUNTS_FILE, "vectorize")
     layout.require_input(layout.VECTORIZED_DIR / shard_name(0), "vectorize")
     shards = sorted(layout.VECTORIZED_DIR.glob(SHARD_GLOB))
@@ -69,17 +66,16 @@ def run(params: Params) -> str:
             f"examples.num_ns={params.examples.num_ns} needs a larger vocabulary than the corpus gave "
             f"({len(counts)} tokens): lower examples.num_ns"
         )
-    workers = min(params.examples.workers or os.cpu_count() or 1, len(shards))
-    with atomic_dir(layout.EXAMPLES_DIR) as out_dir:
-        job = partial(make_shard, params=params.examples, architecture=params.train.architecture, counts=counts,
-                      out_dir=out_dir)
-        held_out = partial(job, validation=True)
-        results = []
-        with ProcessPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext() as pool:
-            for result in (pool.map(job, range(len(shards))) if pool else map(job, range(len(shards)))):
-                results.append(result)
-                print(f"  shard {len(results) - 1}: {result[1]:,} examples", flush=True)
-            validation = list(pool.map(held_out, range(len(shards))) if pool else map(held_out, range(len(shards))))
+    with cluster.dask_client(params.cluster) as client, atomic_dir(layout.EXAMPLES_DIR) as out_dir:
+        started = time.perf_counter()  # the stage's work, once the cluster is up: what the benchmark compares
+        # Workers may run elsewhere: absolute paths on the shared filesystem; the counts sent once to each.
+        job = {"params": params.examples, "architecture": params.train.architecture,
+               "counts": cluster.share(client, counts), "vectorized_dir": layout.VECTORIZED_DIR.resolve(),
+               "out_dir": out_dir.resolve()}
+        results = cluster.run_tasks(client, make_shard, range(len(shards)), lambda index, result: print(
+            f"  shard {index}: {result[1]:,} examples", flush=True), **job)
+        validation = cluster.run_tasks(client, make_shard, range(len(shards)), validation=True, **job)
+        workers = cluster.describe(client)
         sentences = sum(result[0] for result in results)
         pairs = sum(result[1] for result in results)
         if pairs == 0:
@@ -90,9 +86,9 @@ def run(params: Params) -> str:
                  "validation_sentences": sum(result[0] for result in validation),
                  "validation_pairs": sum(result[1] for result in validation)}
         (out_dir / layout.STATS_FILE_NAME).write_text(json.dumps(stats, indent=2) + "\n")
+        seconds = time.perf_counter() - started
     negatives = (f"{params.examples.num_ns} negatives each" if params.examples.negatives == "stored"
                  else f"positives only ({params.examples.num_ns} negatives to be drawn per batch)")
-    seconds = time.perf_counter() - started
     kind = "CBOW windows" if params.train.architecture == "cbow" else "skip-gram pairs"
     return (f"{pairs:,} {kind}, {negatives}, from {sentences:,} sentences ({stats['validation_pairs']:,} held out); "
-            f"shards: {len(shards)}, workers: {workers}; made in {seconds:.3f} s ({sentences / seconds:,.0f} lines/s)")
+            f"shards: {len(shards)}; {workers}; made in {seconds:.3f} s ({sentences / seconds:,.0f} lines/s)")

@@ -1,58 +1,94 @@
-"""Stage 2: adapt the tutorial's TextVectorization layer; save the vocabulary, per-word counts and
-the integer sentences, in shards of `vectorize.shard_lines` lines (memory stays bounded), the
-held-out lines (`vectorize.validation_fraction`) apart under validation/."""
+"""Stage 2: the tutorial's TextVectorization, shard by shard on a Dask cluster: the vocabulary, per-word
+counts and the integer sentences, in shards of `vectorize.shard_lines` lines (memory stays bounded), the
+held-out lines (`vectorize.validation_fraction`) apart under validation/.
+
+Two passes over the shards, each shard a task: (1) count the tokens of its training lines; the counts
+are summed here and give the vocabulary `TextVectorization.adapt` gives (`w2vpipe.tokens`); (2) turn
+its lines into ids and write its folders. No TensorFlow: the layer is the tests' reference.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
-from pipeline import layout
+from pipeline import cluster, layout
 from w2vpipe.corpus import check_corpus_text, corpus_filename
+from w2vpipe.corpus_shards import ShardRange, find_shards, read_shard_lines
 from w2vpipe.files import atomic_dir, shard_name
 from w2vpipe.params import Params
-from w2vpipe.vocabulary import (
-    adapt_vectorizer,
-    iter_line_blocks,
-    save_sentences,
-    save_vocabulary,
-    split_block,
-    vectorize_block,
-)
+from w2vpipe.tokens import count_tokens, token_index, vectorize_lines, vocabulary_from_counts
+from w2vpipe.vocabulary import save_sentences, save_vocabulary, split_block
+
+# A compressed corpus is decompressed here (inside the stage's temporary output folder) for the workers.
+DECOMPRESSED_NAME = ".corpus.txt"
+
+
+def count_shard(shard: ShardRange, corpus: Path, validation_fraction: float) -> Counter[bytes]:
+    """Task of pass 1: the token counts of the shard's training lines."""
+    training, _ = split_block(read_shard_lines(corpus, shard), shard.first_line, validation_fraction)
+    return count_tokens(training)
+
+
+def write_shard(shard: ShardRange, corpus: Path, validation_fraction: float, index: dict[bytes, int],
+                vocabulary_size: int, sequence_length: int | None, out_dir: Path) -> tuple[np.ndarray, int, int]:
+    """Task of pass 2: write the shard's ids (and its held-out lines'); (id counts, lines, held-out lines)."""
+    training, validation = split_block(read_shard_lines(corpus, shard), shard.first_line, validation_fraction)
+    sentences = vectorize_lines(training, index, sequence_length)
+    save_sentences(sentences, out_dir / shard_name(shard.index))
+    if validation:
+        save_sentences(vectorize_lines(validation, index, sequence_length),
+                       layout.shard_dir(out_dir, shard.index, validation=True))
+    # Counted on the ids written (cut and padded lines included, as training reads them).
+    return np.bincount(sentences.tokens, minlength=vocabulary_size).astype(np.int64), len(sentences), len(validation)
 
 
 def run(params: Params) -> str:
     corpus = layout.CORPUS_DIR / corpus_filename(params.corpus.url)
     layout.require_input(corpus, "download")
     check_corpus_text(corpus)
-    shard_lines = params.vectorize.shard_lines
-    fraction = params.vectorize.validation_fraction
-    vectorize_layer = adapt_vectorizer(corpus, params.vectorize.vocab_size, params.vectorize.sequence_length,
-                                       shard_lines, fraction)
-    vocabulary = vectorize_layer.get_vocabulary()
-    counts = np.zeros(len(vocabulary), dtype=np.int64)  # training lines only, like the vocabulary
-    lines = held_out = 0
-    started = time.perf_counter()
-    with atomic_dir(layout.VECTORIZED_DIR) as out_dir:
+    settings = params.vectorize
+    with cluster.dask_client(params.cluster) as client, atomic_dir(layout.VECTORIZED_DIR) as out_dir:
+        started = time.perf_counter()  # the stage's work, once the cluster is up: what the benchmark compares
+        out_dir = out_dir.resolve()  # workers may run elsewhere: absolute paths on the shared filesystem
+        found = find_shards(corpus, settings.shard_lines, out_dir / DECOMPRESSED_NAME)
+        source = found.path.resolve()
+        token_counts: Counter[bytes] = Counter()
+        for shard_counts in cluster.run_tasks(client, count_shard, found.shards, corpus=source,
+                                              validation_fraction=settings.validation_fraction):
+            token_counts.update(shard_counts)  # sums of integers: the same in any order
+        vocabulary = vocabulary_from_counts(token_counts, settings.vocab_size)
+        print(f"  vocabulary: {len(vocabulary):,} tokens of {len(token_counts):,} distinct, counted in "
+              f"{time.perf_counter() - started:.2f} s", flush=True)
         save_vocabulary(vocabulary, out_dir / layout.VOCABULARY_FILE.name)
-        for shard, block in enumerate(iter_line_blocks(corpus, shard_lines)):
-            training, validation = split_block(block, shard * shard_lines, fraction)
-            sentences = vectorize_block(vectorize_layer, training)
-            save_sentences(sentences, out_dir / shard_name(shard))
-            if validation:
-                save_sentences(vectorize_block(vectorize_layer, validation),
-                               layout.shard_dir(out_dir, shard, validation=True))
-            counts += np.bincount(sentences.tokens, minlength=len(vocabulary))
-            lines += len(sentences)
-            held_out += len(validation)
-            print(f"  shard {shard}: {lines:,} lines, {counts[1:].sum() / (time.perf_counter() - started):,.0f} "
+        counts = np.zeros(len(vocabulary), dtype=np.int64)  # training lines only, like the vocabulary
+        lines = 0
+
+        def progress(index: int, result: tuple[np.ndarray, int, int]) -> None:
+            nonlocal lines
+            counts[:] += result[0]
+            lines += result[1]
+            print(f"  shard {index}: {lines:,} lines, {counts[1:].sum() / (time.perf_counter() - started):,.0f} "
                   f"words/s", flush=True)
+
+        results = cluster.run_tasks(client, write_shard, found.shards, progress, corpus=source,
+                                    validation_fraction=settings.validation_fraction,
+                                    index=cluster.share(client, token_index(vocabulary)),
+                                    vocabulary_size=len(vocabulary), sequence_length=settings.sequence_length,
+                                    out_dir=out_dir)
+        (out_dir / DECOMPRESSED_NAME).unlink(missing_ok=True)
         counts[0] = 0  # padding is not a word
         np.save(out_dir / layout.COUNTS_FILE.name, counts)
-        stats = {"lines": lines, "validation_lines": held_out, "words": int(counts.sum()), "shards": shard + 1}
+        held_out = sum(result[2] for result in results)
+        stats = {"lines": lines, "validation_lines": held_out, "words": int(counts.sum()), "shards": len(results)}
         (out_dir / layout.STATS_FILE_NAME).write_text(json.dumps(stats, indent=2) + "\n")
-    shape = f"{params.vectorize.sequence_length} tokens" if params.vectorize.sequence_length else "whole lines"
+        seconds = time.perf_counter() - started
+        workers = cluster.describe(client)
+    shape = f"{settings.sequence_length} tokens" if settings.sequence_length else "whole lines"
     return (f"{lines:,} lines ({shape}) and {held_out:,} held out, {stats['words']:,} words in {stats['shards']} "
-            f"shards, vocabulary of {len(vocabulary):,} tokens")
+            f"shards, vocabulary of {len(vocabulary):,} tokens; {workers}; made in {seconds:.3f} s "
+            f"({stats['words'] / seconds:,.0f} words/s)")

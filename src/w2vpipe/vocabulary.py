@@ -1,4 +1,6 @@
-"""Vocabulary and vectorization: the tutorial's Keras `TextVectorization`, adapted on the corpus.
+"""Vocabulary and vectorization: the tutorial's Keras `TextVectorization`, adapted on the corpus (the
+reference `w2vpipe.tokens` is tested against: the vectorize stage runs that one, without TensorFlow),
+the held-out lines, and the vocabulary and sentence files.
 
 TensorFlow is imported inside the functions that need it: importing it costs seconds, and the
 vocabulary file I/O here serves stages that never touch TensorFlow.
@@ -11,7 +13,7 @@ import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 PAD_TOKEN = ""
 UNKNOWN_TOKEN = "[UNK]"  # TextVectorization's out-of-vocabulary token, id 1
+Line = TypeVar("Line", str, bytes)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def validation_mask(first_line: int, lines: int, fraction: float) -> np.ndarray:
     return np.floor((index + 1) * fraction) > np.floor(index * fraction)
 
 
-def split_block(lines: list[str], first_line: int, fraction: float) -> tuple[list[str], list[str]]:
+def split_block(lines: list[Line], first_line: int, fraction: float) -> tuple[list[Line], list[Line]]:
     """(training lines, held-out lines) of a block that starts at corpus line `first_line`."""
     held_out = validation_mask(first_line, len(lines), fraction)
     return ([line for line, out in zip(lines, held_out, strict=True) if not out],
