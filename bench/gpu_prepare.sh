@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepares what bench/gpu_train.py needs on the GPU machine, in two folders git ignores:
-# .gpudata/ (example shards of the benchmark's "fast" params, made here by the pipeline's own
-# stages on CORPUS, default Shakespeare) and .whl/ (the wheels the GPU machine lacks to run it with JAX:
-# keras and those of its needs that its image does not hold (see the device tool's KINDS.md:
-# absl-py, numpy, rich, h5py, ml-dtypes, packaging and typing-extensions are there already).
+# .gpudata/ (example shards of the default recipe, params.yaml, made here by the pipeline's own
+# stages on CORPUS, default Shakespeare) and .whl/ (the wheels the GPU machine lacks to run the
+# library's training with JAX: keras, and pydantic and ruamel.yaml for its params, with those of their
+# needs that its image does not hold (see the device tool's KINDS.md: absl-py, numpy, rich, h5py,
+# ml-dtypes, packaging and typing-extensions are there already).
 # For CPython 3.12 on manylinux x86_64, without dependencies, one version of each (two versions
 # of one package stop the whole install there). Run from the repository's root; .whl/ is kept
 # out of git through .git/info/exclude, and travels to the GPU machine as `carry: [".whl", ...]`.
@@ -12,7 +13,8 @@
 set -euo pipefail
 
 cd "$(git rev-parse --show-toplevel)"
-wheels=(keras==3.15.1 namex==0.1.0 optree==0.20.0)
+wheels=(keras==3.15.1 namex==0.1.0 optree==0.20.0 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0
+        typing-inspection==0.4.5 ruamel_yaml==0.19.1)
 
 exclude="$(git rev-parse --git-path info/exclude)"
 mkdir -p "$(dirname "$exclude")"
@@ -32,13 +34,13 @@ from pathlib import Path
 sys.path.insert(0, "bench")
 import benchmark
 
-benchmark.project(Path(sys.argv[1]), Path(sys.argv[2]), benchmark.FAST)
+benchmark.project(Path(sys.argv[1]), Path(sys.argv[2]), {})
 PY
 for stage in vectorize examples; do
     (cd "$scratch" && PYTHONPATH="$scratch:$OLDPWD/src" DO_NOT_TRACK=true "$OLDPWD/$python" -m pipeline "$stage" | tail -1)
 done
 cp -r "$scratch/data/examples" .gpudata/
-cp "$scratch/data/vectorized/counts.npy" .gpudata/vectorized/
+cp "$scratch/data/vectorized/counts.npy" "$scratch/data/vectorized/stats.json" .gpudata/vectorized/
 du -sh .gpudata
 
 mkdir -p .whl

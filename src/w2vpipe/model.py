@@ -59,12 +59,14 @@ class Word2Vec(keras.Model):
         self.num_ns = num_ns
         self.seed = seed
         self.initializer = initializer
+        # Seeded here, not by a global seed: the same start on every backend's run and every process of a group.
         if initializer == "word2vec":
             # word2vec.c's (and gensim's): small input vectors, output vectors at zero.
-            input_init: Any = keras.initializers.RandomUniform(-0.5 / embedding_dim, 0.5 / embedding_dim)
+            input_init: Any = keras.initializers.RandomUniform(-0.5 / embedding_dim, 0.5 / embedding_dim, seed=seed)
             output_init: Any = "zeros"
         else:  # Keras's default, the tutorial's: uniform in [-0.05, 0.05] for both
-            input_init = output_init = "uniform"
+            input_init = keras.initializers.RandomUniform(-0.05, 0.05, seed=seed)
+            output_init = keras.initializers.RandomUniform(-0.05, 0.05, seed=None if seed is None else seed + 1)
         self.target_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=input_init,
                                                  name=TARGET_EMBEDDING)
         self.context_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=output_init,

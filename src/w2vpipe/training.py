@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # Batches per compiled call: fewer Python round trips per epoch, same updates.
 MAX_STEPS_PER_EXECUTION = 64
 # A fixed prefetch, deep enough to cover loading the next shard (~0.1 s of steps): tf.data's
-# AUTOTUNE took CPU from the training step on 2 cores (bench/input_vs_step.py: 1.6M vs 2.4M pairs/s
+# AUTOTUNE took CPU from the training step on 2 cores (measured: 1.6M vs 2.4M pairs/s
 # with per-batch negatives), and 2 batches stalled at every shard (6M words, 1 epoch: 14.6 s vs 9.7 s).
 PREFETCH_BATCHES = 64
 
@@ -304,8 +304,9 @@ def train_word2vec(
     from w2vpipe.model import build_word2vec
 
     check_trainable(pairs, params)
-    keras.utils.set_random_seed(params.seed)
     on_device_loop = params.optimizer == "sgd"
+    if not on_device_loop:  # whatever in model.fit draws from a global seed
+        keras.utils.set_random_seed(params.seed)
     if params.mixed_precision and not on_device_loop and gpu_count():
         keras.mixed_precision.set_global_policy("mixed_float16")
     full_batches = pairs // params.batch_size
