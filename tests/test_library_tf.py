@@ -122,7 +122,11 @@ def test_training_is_reproducible_and_learns(vectorized: tuple[list[str], Senten
     assert first.history["accuracy"][-1] > 0.2  # chance is 1 in 5
     weights = np.asarray(first.model.target_embedding.embeddings)
     np.testing.assert_array_equal(weights, np.asarray(second.model.target_embedding.embeddings))
-    assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves = EventAccumulator(str(tmp_path / "tb" / "train")).Reload()
+    assert [event.step for event in curves.Scalars("epoch_loss")] == [0, 1, 2]
+    assert [event.value for event in curves.Scalars("epoch_loss")] == pytest.approx(first.history["loss"])
 
     import keras
 

@@ -104,15 +104,15 @@ def test_negatives_follow_the_table_and_never_equal_the_true_word() -> None:
                             total_steps=1, vocab_size=VOCAB, seed=7)
     noise_table = np.repeat(np.arange(VOCAB, dtype=np.int32), np.arange(VOCAB))  # word w in w slots
     positives = np.full((config.batch_size, 1), 10, dtype=np.int32)
-    draws = np.asarray(sgd.draw_negatives(positives, noise_table, 3, config))
+    draws = np.asarray(sgd.draw_negatives(positives, noise_table, 3, config.seed, config))
     assert draws.shape == (4096, 4) and not (draws == 10).any() and not (draws == 0).any()
     shares = np.bincount(draws.ravel(), minlength=VOCAB) / draws.size
     expected = np.arange(VOCAB) / np.arange(VOCAB).sum()
     expected[11] += expected[10]  # a draw of the true word becomes the next id
     expected[10] = 0
     assert np.abs(shares - expected).max() < 0.006
-    again = np.asarray(sgd.draw_negatives(positives, noise_table, 3, config))
-    other_step = np.asarray(sgd.draw_negatives(positives, noise_table, 4, config))
+    again = np.asarray(sgd.draw_negatives(positives, noise_table, 3, config.seed, config))
+    other_step = np.asarray(sgd.draw_negatives(positives, noise_table, 4, config.seed, config))
     assert (draws == again).all() and (draws != other_step).mean() > 0.9
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from pipeline import checkpoints, layout, tracking
 from pipeline.stages.examples import shard_examples
 from w2vpipe import distributed
-from w2vpipe.backend import select_backend
+from w2vpipe.backend import cache_compiled_programs, select_backend
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
@@ -62,6 +62,7 @@ def run(params: Params) -> str:
             return train_in_group(params, counts, stats, group, placement)
     tracking.check_store()
     select_backend(params.train.backend)
+    cache_compiled_programs(str(layout.project_root() / layout.COMPILE_CACHE_DIR))
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)

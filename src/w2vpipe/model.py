@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from w2vpipe.backend import import_keras
+from w2vpipe.backend import import_keras, tensorflow_unseen
 from w2vpipe.files import atomic_file
 
 import_keras()  # before the first `import keras`, which it makes cheaper
@@ -197,7 +197,8 @@ def save_model(model: keras.Model, path: Path) -> None:
     """
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch, atomic_file(path) as tmp:
         saved = Path(scratch) / path.name
-        model.save(saved)
+        with tensorflow_unseen():
+            model.save(saved)
         with zipfile.ZipFile(saved) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
             for entry in source.infolist():
                 content = source.read(entry)

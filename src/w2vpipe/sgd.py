@@ -53,24 +53,24 @@ class StepConfig:
     seed: int
 
 
-def learning_rate_at(step: Any, config: StepConfig) -> Any:
+def learning_rate_at(step: Any, learning_rate: Any, total_steps: Any) -> Any:
     """Keras's PolynomialDecay(rate, total_steps, end=rate * 1e-4), the schedule `model.fit` used."""
-    end = config.learning_rate * 1e-4
-    done = ops.minimum(ops.cast(step, "float32") / max(config.total_steps, 1), 1.0)
-    return (config.learning_rate - end) * (1.0 - done) + end
+    end = learning_rate * 1e-4
+    done = ops.minimum(ops.cast(step, "float32") / ops.maximum(total_steps, 1.0), 1.0)
+    return (learning_rate - end) * (1.0 - done) + end
 
 
-def draw_noise(noise_table: Any, step: Any, count: int, seed: int) -> Any:
+def draw_noise(noise_table: Any, step: Any, count: int, seed: Any) -> Any:
     """`count` noise words for `step`: uniform slots of the unigram table, by a hash of (seed, step, slot)."""
-    stream = hash32(hash32(ops.convert_to_tensor(seed, "int32") + 0x5BD1E995) + ops.cast(step, "int32"))
+    stream = hash32(hash32(ops.cast(seed, "int32") + 0x5BD1E995) + ops.cast(step, "int32"))
     slots = hash32(ops.arange(count, dtype="int32") + stream)
     return ops.take(noise_table, ops.mod(ops.bitwise_and(slots, 0x7FFFFFFF), ops.shape(noise_table)[0]))
 
 
-def draw_negatives(positives: Any, noise_table: Any, step: Any, config: StepConfig) -> Any:
+def draw_negatives(positives: Any, noise_table: Any, step: Any, seed: Any, config: StepConfig) -> Any:
     """`num_ns` noise words per row, as the model draws them (`Word2Vec.negatives_for`): a draw equal
     to the row's true word becomes the next id (never padding)."""
-    negatives = ops.reshape(draw_noise(noise_table, step, config.batch_size * config.num_ns, config.seed),
+    negatives = ops.reshape(draw_noise(noise_table, step, config.batch_size * config.num_ns, seed),
                             (config.batch_size, config.num_ns))
     return ops.where(negatives == positives, negatives % (config.vocab_size - 1) + 1, negatives)
 
@@ -167,30 +167,40 @@ Compiler = Callable[[Callable[..., Any], bool], Callable[..., Any]]  # (function
 def train_call(config: StepConfig, compiler: Compiler | None = None) -> Callable[..., tuple[Tables, Any, Any]]:
     """(tables, noise table, block inputs, block outputs, first step) -> (tables, summed loss, correct):
     `steps_per_call` steps over a block's batches (shaped (steps, batch[, columns])), compiled for the
-    backend (or by `compiler`: over a process group)."""
+    backend (or by `compiler`: over a process group). The rate, its schedule and the seed are arguments,
+    not constants of the program, so one compiled program (and JAX's cache of it) serves every run
+    of the same shapes."""
 
-    def run(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any) -> Any:
+    def run(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any, schedule: Any,
+            seed: Any) -> Any:
         def body(index: Any, carry: Any) -> Any:
             tables, loss_total, correct_total = carry
             step = first_step + index
             batch_inputs, batch_outputs = batch_at(inputs, index), batch_at(outputs, index)
-            rate = learning_rate_at(step, config)
+            rate = learning_rate_at(step, schedule[0], schedule[1])
             if config.shared_negatives:
-                negatives = draw_noise(noise_table, step, config.shared_negatives, config.seed)
+                negatives = draw_noise(noise_table, step, config.shared_negatives, seed)
                 tables, loss, correct = shared_negatives_step(tables, batch_inputs, batch_outputs[:, 0], negatives,
                                                               rate, config.num_ns)
             else:
                 if config.num_ns:
                     positives = batch_outputs[:, :1]
                     batch_outputs = ops.concatenate(
-                        [positives, draw_negatives(positives, noise_table, step, config)], axis=1)
+                        [positives, draw_negatives(positives, noise_table, step, seed, config)], axis=1)
                 tables, loss, correct = sgd_step(tables, batch_inputs, batch_outputs, rate)
             return tables, loss_total + loss, correct_total + correct
 
         zero = ops.zeros((), "float32")
         return ops.fori_loop(0, config.steps_per_call, body, (tuple(tables), zero, zero))
 
-    return (compiler or compile_for_backend)(run, True)
+    compiled = (compiler or compile_for_backend)(run, True)
+    schedule = ops.convert_to_tensor([config.learning_rate, float(config.total_steps)], "float32")
+    seed = ops.convert_to_tensor(config.seed, "int32")
+
+    def call(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any) -> Any:
+        return compiled(tables, noise_table, inputs, outputs, first_step, schedule, seed)
+
+    return call
 
 
 def evaluate_call(batches: int, compiler: Compiler | None = None) -> Callable[..., tuple[Any, Any]]:

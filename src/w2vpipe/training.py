@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -467,14 +468,44 @@ def fit_with_keras(model: Word2Vec, run: Run, template: Examples, num_contexts: 
 
 
 def tensorboard_callbacks(log_dir: Path) -> list[Any]:
-    """Keras's TensorBoard logs, which need TensorFlow's summary writer (under any backend): none where
-    TensorFlow is not installed (say, a GPU machine with JAX alone), with a note."""
+    """The per-epoch curves in TensorBoard's format, as Keras's TensorBoard callback lays them out
+    (train/ and validation/, `epoch_loss`...), written with TensorBoard's record writer to plain files:
+    Keras's callback, and TensorBoard's own event writer, load TensorFlow (seconds, under any backend)
+    when it is installed. None without TensorBoard (a GPU machine with JAX alone), with a note."""
     try:
-        import_tensorflow()
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.record_writer import RecordWriter
     except ImportError:
-        print(f"note: no TensorBoard logs in {log_dir}: TensorFlow is not installed", flush=True)
+        print(f"note: no TensorBoard logs in {log_dir}: TensorBoard is not installed", flush=True)
         return []
-    return [import_keras().callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
+
+    class EpochScalars(import_keras().callbacks.Callback):
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            self.files, self.writers = [], {}
+            for split in ("train", "validation"):
+                (log_dir / split).mkdir(parents=True, exist_ok=True)
+                events = (log_dir / split / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}").open("wb")
+                self.files.append(events)
+                self.writers[split] = RecordWriter(events)
+                self.write(split, Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+        def write(self, split: str, event: Any) -> None:
+            self.writers[split].write(event.SerializeToString())
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            for name, value in (logs or {}).items():
+                split, tag = ("validation", name.removeprefix("val_")) if name.startswith("val_") else ("train", name)
+                summary = Summary(value=[Summary.Value(tag=f"epoch_{tag}", simple_value=float(value))])
+                self.write(split, Event(wall_time=time.time(), step=epoch, summary=summary))
+            for events in self.files:
+                events.flush()
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            for events in self.files:
+                events.close()
+
+    return [EpochScalars()]
 
 
 def target_embedding_weights(model: Word2Vec) -> np.ndarray:
