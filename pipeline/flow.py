@@ -12,6 +12,7 @@ The run's Dask cluster (prefect-dask's DaskTaskRunner) serves every stage that r
 # flow's real type hints, also when a served deployment loads this file by path.
 import contextlib
 import fcntl
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,8 +148,15 @@ def run_cluster(params: ClusterParams) -> Iterator[str | None]:
     if scheduler_address(params):
         yield None
         return
-    with DaskTaskRunner(cluster_kwargs=local_cluster_options(params)) as runner:
-        yield runner.client.scheduler.address
+    # The scheduler and nannies run in this process, where Prefect's logging passes Dask's INFO lines on.
+    dask_logger = logging.getLogger("distributed")
+    level = dask_logger.level
+    dask_logger.setLevel(logging.CRITICAL)
+    try:
+        with DaskTaskRunner(cluster_kwargs=local_cluster_options(params)) as runner:
+            yield runner.client.scheduler.address
+    finally:
+        dask_logger.setLevel(level)
 
 
 def _check_tracked() -> None:

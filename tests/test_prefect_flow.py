@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import subprocess
 import sys
 import time
@@ -71,6 +72,10 @@ def test_cli_run_is_a_dvc_experiment_and_an_mlflow_run_of_its_name(project: Path
     result = run([sys.executable, "-m", "pipeline", "run", "--set", "train.epochs=1", "--name", "cli-run"],
                  project, env)
     assert "| train | ran |" in result.stdout and "dvc exp apply cli-run" in result.stdout
+    # The stages ran their shards on the run's one Dask cluster (started by prefect-dask), not their own.
+    for stage in ("vectorize", "examples"):
+        assert re.search(rf"\[{stage}\] done in .*; \d+ workers? at tcp://127\.0\.0\.1:\d+; made in",
+                         result.stdout + result.stderr), stage
 
     (flow_run,) = api(prefect_server, "/flow_runs/filter", {"flow_runs": {"name": {"any_": ["cli-run"]}}})
     assert flow_run["state_type"] == "COMPLETED"
