@@ -110,10 +110,12 @@ def _terminators(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     after_return = returns + 1
     alone = returns[(after_return >= len(data)) | (data[np.minimum(after_return, len(data) - 1)] != LF)]
     pair = (line_feeds > 0) & (data[np.maximum(line_feeds - 1, 0)] == CR)
-    content_ends = np.concatenate([line_feeds - pair, alone]).astype(np.int64)
-    line_ends = np.concatenate([line_feeds + 1, alone + 1]).astype(np.int64)
-    order = np.argsort(line_ends, kind="stable")
-    return content_ends[order], line_ends[order]
+    content_ends = (line_feeds - pair).astype(np.int64)
+    line_ends = (line_feeds + 1).astype(np.int64)
+    if not len(alone):  # the usual text: no sort needed
+        return content_ends, line_ends
+    order = np.argsort(np.concatenate([line_ends, alone + 1]), kind="stable")
+    return np.concatenate([content_ends, alone])[order], np.concatenate([line_ends, alone + 1])[order]
 
 
 def read_shard_lines(path: Path, shard: ShardRange) -> list[bytes]:
