@@ -123,9 +123,9 @@ class TrainParams(Section):
         0, ge=0, description="0: each example draws its own examples.num_ns negatives (word2vec.c); N > 0: N drawn "
                              "per batch, shared by all its examples and weighted num_ns/N (BlazingText), "
                              "optimizer sgd only")
-    backend: Literal["tensorflow", "jax"] = Field(
-        "tensorflow", description="the Keras backend that runs training (the same code on both; jax for a GPU "
-                                  "machine without TensorFlow)")
+    backend: Literal["jax", "tensorflow"] = Field(
+        "jax", description="the Keras backend that trains sgd (the same code and draws on both): jax, faster here "
+                           "(bench/benchmark.py) and needed across processes; adam trains on tensorflow")
     mixed_precision: bool = Field(False, description="float16 compute on a GPU for the adam recipe (model.fit); "
                                                      "ignored on the CPU and by sgd")
     initializer: Literal["word2vec", "keras"] = Field(
