@@ -1,4 +1,5 @@
-"""Data-parallel training over two processes on 127.0.0.1 (JAX's multi-process runtime), against one process."""
+"""Data-parallel training over two processes on 127.0.0.1 (JAX's multi-process runtime), and over two devices
+of one process, against one process on one device."""
 
 from __future__ import annotations
 
@@ -58,27 +59,44 @@ def history(root: Path) -> dict[str, list[float]]:
     return {name: [float(row[name]) for row in table] for name in table[0]}
 
 
-def test_two_processes_train_as_one_on_the_same_global_batches(examples_made: Path, tmp_path: Path) -> None:
-    alone = shutil.copytree(examples_made, tmp_path / "alone")
-    finished(pipeline(alone, "train"))
+@pytest.fixture(scope="module")
+def alone(examples_made: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = shutil.copytree(examples_made, tmp_path_factory.mktemp("alone") / "project")
+    finished(pipeline(root, "train"))
+    return root
 
+
+def assert_trains_as_alone(root: Path, alone: Path) -> np.ndarray:
+    embedding = np.load(root / "models" / "w2v_embedding.npy")
+    single = np.load(alone / "models" / "w2v_embedding.npy")
+    assert embedding.shape == single.shape == (1000, 32)
+    # It learns: the loss falls epoch by epoch, as alone.
+    losses = history(root)["loss"]
+    assert len(losses) == EPOCHS and losses[0] > losses[-1]
+    # The same global batches, draws and start as one device: the same training, up to the order of sums.
+    np.testing.assert_allclose(embedding, single, atol=1e-3)
+    np.testing.assert_allclose(losses, history(alone)["loss"], rtol=1e-4)
+    return embedding
+
+
+def test_two_processes_train_as_one_on_the_same_global_batches(examples_made: Path, alone: Path,
+                                                               tmp_path: Path) -> None:
     group = shutil.copytree(examples_made, tmp_path / "group")
     address = f"127.0.0.1:{free_port()}"
     processes = [pipeline(group, "train", W2V_COORDINATOR=address, W2V_PROCESS_COUNT="2", W2V_PROCESS_ID=str(index))
                  for index in (1, 0)]
     worker_output, leader_output = (finished(process) for process in processes)
-
-    embedding = np.load(group / "models" / "w2v_embedding.npy")
-    single = np.load(alone / "models" / "w2v_embedding.npy")
-    assert embedding.shape == single.shape == (1000, 32)
-    # It learns: the loss falls epoch by epoch, as alone.
-    losses = history(group)["loss"]
-    assert len(losses) == EPOCHS and losses[0] > losses[-1]
+    embedding = assert_trains_as_alone(group, alone)
     # Both processes end with the same tables (process 1 reports its hash; process 0 wrote the file).
     reported = re.search(r"process 1 of 2: .* on 2 devices, .*sha256 ([0-9a-f]{64})", worker_output)
     assert reported, worker_output[-2000:]
     assert reported.group(1) == hashlib.sha256(embedding.tobytes()).hexdigest()
-    # The same global batches, draws and start as one process: the same training, up to the order of sums.
-    np.testing.assert_allclose(embedding, single, atol=1e-3)
-    np.testing.assert_allclose(losses, history(alone)["loss"], rtol=1e-4)
-    assert "MLflow run" in leader_output
+    assert " on 2 devices of 2 processes" in leader_output
+
+
+def test_one_process_spreads_its_batches_over_its_devices(examples_made: Path, alone: Path, tmp_path: Path) -> None:
+    """Two CPU devices stand in for a machine's GPUs."""
+    two_devices = shutil.copytree(examples_made, tmp_path / "two-devices")
+    output = finished(pipeline(two_devices, "train", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    assert " on 2 devices" in output
+    assert_trains_as_alone(two_devices, alone)

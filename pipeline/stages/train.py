@@ -53,16 +53,14 @@ def run(params: Params) -> str:
                             "or train.shared_negatives: 0")
     layout.check_example_shards(len(counts), stats)
     group = distributed.process_group_from_env()
-    placement = None
-    if group is not None:
-        select_backend(params.train.backend)
-        distributed.join(group, params.train.backend)
-        placement = distributed.placement(group)
-        if group.index:
-            return train_in_group(params, counts, stats, group, placement)
-    tracking.check_store()
     select_backend(params.train.backend)
+    if group is not None:
+        distributed.join(group, params.train.backend)
+        if group.index:
+            return train_in_group(params, counts, stats, group, distributed.placement(group, params.train.backend))
+    tracking.check_store()
     cache_compiled_programs(str(layout.project_root() / layout.COMPILE_CACHE_DIR))
+    placement = distributed.placement(group, params.train.backend)
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)
@@ -116,6 +114,8 @@ def run(params: Params) -> str:
     held_out = (f", held out: loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}"
                 if "val_loss" in final else "")
     resumed = f" (resumed after epoch {result.first_epoch}, from its checkpoint)" if result.first_epoch else ""
+    if placement.devices > 1:
+        resumed += f" on {placement.devices} devices" + (f" of {group.count} processes" if group else "")
     return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")

@@ -1,4 +1,5 @@
-"""Data-parallel training over several processes, on one host or many: JAX's multi-process runtime.
+"""Data-parallel training over several devices and processes, on one host or many: JAX's multi-process
+runtime, and one process's several GPUs.
 
 Every process of a group runs the same training on the same examples; each compiled step splits the
 global batch over the group's devices (each process's devices take their columns of every batch),
@@ -119,6 +120,14 @@ class DataParallel(Placement):
                             out_shardings=self.replicated_sharding)
 
 
-def placement(group: ProcessGroup | None) -> Placement:
-    """Where training puts its tensors: over the group's devices once it has joined (`join`)."""
-    return Placement() if group is None else DataParallel()
+def placement(group: ProcessGroup | None, backend: str) -> Placement:
+    """Where training puts its tensors: over all the devices JAX sees, a group's once it has joined
+    (`join`), or one process's several GPUs; otherwise on the one device."""
+    if group is not None:
+        return DataParallel()
+    if backend == "jax":
+        import jax
+
+        if jax.device_count() > 1:
+            return DataParallel()
+    return Placement()
