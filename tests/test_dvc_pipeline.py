@@ -104,6 +104,18 @@ def test_second_repro_runs_nothing(project: Path) -> None:
     assert "didn't change, skipping" in result.stdout
 
 
+def test_the_cluster_params_rerun_nothing(project: Path) -> None:
+    """Outputs do not depend on where the shards run: `cluster.*` is no stage's param."""
+    params_text = (project / "params.yaml").read_text()
+    params = yaml.safe_load(params_text)
+    params["cluster"].update(workers=1, scheduler=None)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert ran_stages(run(["dvc", "repro"], project).stdout) == []
+    finally:
+        (project / "params.yaml").write_text(params_text)
+
+
 def test_a_failed_stage_keeps_the_git_tracked_metrics(project: Path) -> None:
     params_text = (project / "params.yaml").read_text()
     metrics = {name: (project / "metrics" / name).read_bytes() for name in
