@@ -53,21 +53,23 @@ def run(params: Params) -> str:
                             "or train.shared_negatives: 0")
     layout.check_example_shards(len(counts), stats)
     group = distributed.process_group_from_env()
-    select_backend(params.train.backend)
+    backend = params.train.effective_backend
+    select_backend(backend)
     if group is not None:
-        distributed.join(group, params.train.backend)
+        distributed.join(group, backend)
         if group.index:
-            return train_in_group(params, counts, stats, group, distributed.placement(group, params.train.backend))
+            return train_in_group(params, counts, stats, group, distributed.placement(group, backend))
     tracking.check_store()
     cache_compiled_programs(str(layout.project_root() / layout.COMPILE_CACHE_DIR))
-    placement = distributed.placement(group, params.train.backend)
+    placement = distributed.placement(group, backend)
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)
     validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
 
     checkpoint_dir, earlier_try = checkpoints.claim(checkpoints.training_key(params, stats))
-    logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate}
+    logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate,
+                     "effective_backend": backend}
     # One folder per run, named as the run (the DVC experiment) where it has a name; a resumed run keeps its own.
     tensorboard_dir = Path(earlier_try.get("tensorboard_dir") or layout.project_root() / layout.TENSORBOARD_DIR / (
         os.environ.get("DVC_EXP_NAME") or time.strftime("%Y%m%d-%H%M%S")))

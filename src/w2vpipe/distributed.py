@@ -55,7 +55,7 @@ def join(group: ProcessGroup, backend: str) -> None:
     """Join the group (JAX's coordinator service), before anything touches a device; waits for all."""
     if backend != "jax":
         raise PipelineError(f"training over {group.count} processes runs on JAX's multi-process runtime: set "
-                            f"train.backend: jax")
+                            f"train.backend: jax (and train.optimizer: sgd)")
     import jax
 
     jax.distributed.initialize(coordinator_address=group.coordinator, num_processes=group.count,

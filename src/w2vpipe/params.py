@@ -125,7 +125,7 @@ class TrainParams(Section):
                              "optimizer sgd only")
     backend: Literal["jax", "tensorflow"] = Field(
         "jax", description="the Keras backend that trains sgd (the same code and draws on both): jax, faster here "
-                           "(bench/benchmark.py) and needed across processes; adam trains on tensorflow")
+                           "(bench/benchmark.py) and needed across processes; adam always trains on tensorflow")
     mixed_precision: bool = Field(False, description="float16 compute on a GPU for the adam recipe (model.fit); "
                                                      "ignored on the CPU and by sgd")
     initializer: Literal["word2vec", "keras"] = Field(
@@ -138,6 +138,11 @@ class TrainParams(Section):
         """The learning rate used: the optimizer's default unless set, times batch_size / 1024 if scaled."""
         base = self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.optimizer]
         return base * self.batch_size / 1024 if self.scale_learning_rate else base
+
+    @property
+    def effective_backend(self) -> str:
+        """The Keras backend that trains: `backend` for sgd; adam trains with model.fit, on TensorFlow."""
+        return self.backend if self.optimizer == "sgd" else "tensorflow"
 
 
 class ExportParams(Section):

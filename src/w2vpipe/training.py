@@ -60,12 +60,9 @@ class TrainResult:
 
 def check_trainable(pairs: int, params: TrainParams) -> None:
     """Fail before TensorFlow loads when no full batch can be formed, or the recipe cannot run."""
-    if params.optimizer != "sgd":
-        for wrong, fix in ((params.backend != "tensorflow", "train.backend: tensorflow"),
-                           (params.shared_negatives > 0, "train.shared_negatives: 0")):
-            if wrong:
-                raise PipelineError(f"train.optimizer {params.optimizer} trains with Keras's model.fit on TensorFlow, "
-                                    f"per example: set {fix}, or train.optimizer: sgd")
+    if params.optimizer != "sgd" and params.shared_negatives:
+        raise PipelineError(f"train.optimizer {params.optimizer} trains with Keras's model.fit, each example with "
+                            f"its own negatives: set train.shared_negatives: 0, or train.optimizer: sgd")
     if pairs < params.batch_size:
         raise PipelineError(
             f"only {pairs} training pairs, fewer than train.batch_size={params.batch_size}: "
@@ -306,8 +303,11 @@ def train_word2vec(
 
     check_trainable(pairs, params)
     on_device_loop = params.optimizer == "sgd"
-    if not on_device_loop:  # whatever in model.fit draws from a global seed
-        keras.utils.set_random_seed(params.seed)
+    if not on_device_loop:
+        if keras.backend.backend() != "tensorflow":
+            raise PipelineError(f"train.optimizer {params.optimizer} trains with model.fit on TensorFlow, but Keras "
+                                f"runs on {keras.backend.backend()} here: set KERAS_BACKEND=tensorflow")
+        keras.utils.set_random_seed(params.seed)  # whatever in model.fit draws from a global seed
     if params.mixed_precision and not on_device_loop and gpu_count():
         keras.mixed_precision.set_global_policy("mixed_float16")
     full_batches = pairs // params.batch_size
