@@ -1,7 +1,8 @@
 """The Dask cluster the vectorize and examples stages run their shards on.
 
 By default a stage starts a local cluster of `cluster.workers` processes (one thread each: the work
-is Python and numpy, so processes, not threads, run it in parallel) and stops it at the end. With a
+is Python and numpy, so processes, not threads, run it in parallel) when it has more than one shard
+to do at once, and stops it at the end; one shard runs in the stage's process. With a
 scheduler address (`cluster.scheduler`, or W2V_DASK_SCHEDULER, which the Prefect flow sets for the
 stages of its run), the stage connects to that cluster instead; its workers import this project
 and read and write the stage's files at the same absolute paths (a shared filesystem).
@@ -15,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
+import numpy as np
 from distributed import Client, Future, LocalCluster, as_completed
 
 from w2vpipe.errors import PipelineError
@@ -41,34 +43,66 @@ def local_cluster_options(params: ClusterParams) -> dict[str, Any]:
             "dashboard_address": ":0", "silence_logs": logging.CRITICAL}
 
 
+class Shards:
+    """Runs a stage's shard tasks: on the named scheduler's cluster, or on a local cluster started at the
+    first batch of more than one task (a single task, Shakespeare's case, runs in this process: a local
+    cluster's start and stop, ~1.5 s, would cost more than the task)."""
+
+    def __init__(self, params: ClusterParams, stack: ExitStack) -> None:
+        self.params, self.stack = params, stack
+        self.client: Client | None = None
+        self.shared: dict[int, Future] = {}
+        address = scheduler_address(params)
+        if address:
+            try:
+                self.client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT_S))
+            except (OSError, TimeoutError):
+                raise PipelineError(f"no Dask scheduler answers at {address} within {CONNECT_TIMEOUT_S} s: start it, "
+                                    f"or fix cluster.scheduler (or unset {SCHEDULER_ENV}) to use a local "
+                                    f"cluster") from None
+
+    def _cluster(self) -> Client:
+        if self.client is None:
+            cluster = self.stack.enter_context(LocalCluster(**local_cluster_options(self.params)))
+            self.client = self.stack.enter_context(Client(cluster))
+        return self.client
+
+    def describe(self) -> str:
+        """'2 workers', '4 workers at tcp://...' or 'in this process': for the stage's summary line."""
+        if self.client is None:
+            return "in this process (one shard)"
+        workers = len(self.client.nthreads())
+        where = "" if isinstance(self.client.cluster, LocalCluster) else f" at {self.client.scheduler.address}"
+        return f"{workers} worker{'s' if workers != 1 else ''}{where}"
+
+    def run(self, function: Callable[..., Result], items: Sequence[Any],
+            on_done: Callable[[int, Result], None] = lambda index, result: None, **arguments: Any) -> list[Result]:
+        """`function(item, **arguments)` for every item; `on_done(i, result)` as each finishes (any order), the
+        results in the items' order. Large arguments that every task takes (a dict, an array) are sent once
+        to each worker. A task's exception is raised here (a PipelineError keeps its one line)."""
+        if self.client is None and len(items) <= 1:
+            results = []
+            for index, item in enumerate(items):
+                results.append(function(item, **arguments))
+                on_done(index, results[-1])
+            return results
+        client = self._cluster()
+        return run_tasks(client, function, items, on_done, **{
+            name: self._share(client, value) if isinstance(value, dict | np.ndarray) else value
+            for name, value in arguments.items()})
+
+    def _share(self, client: Client, value: Any) -> Future:
+        # A dict is sent whole: scattering one directly would send each of its items apart.
+        if id(value) not in self.shared:
+            self.shared[id(value)] = client.scatter([value], broadcast=True)[0]
+        return self.shared[id(value)]
+
+
 @contextmanager
-def dask_client(params: ClusterParams) -> Iterator[Client]:
-    """A client of the scheduler named by `params` (or the environment), or of a local cluster started here."""
-    address = scheduler_address(params)
-    if address:
-        try:
-            client = Client(address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError):
-            raise PipelineError(f"no Dask scheduler answers at {address} within {CONNECT_TIMEOUT_S} s: start it, or "
-                                f"fix cluster.scheduler (or unset {SCHEDULER_ENV}) to use a local cluster") from None
-        with client:
-            yield client
-        return
-    with LocalCluster(**local_cluster_options(params)) as cluster, Client(cluster) as client:
-        yield client
-
-
-def describe(client: Client) -> str:
-    """'2 workers' or '4 workers at tcp://...': for the stage's summary line."""
-    workers = len(client.nthreads())
-    where = "" if isinstance(client.cluster, LocalCluster) else f" at {client.scheduler.address}"
-    return f"{workers} worker{'s' if workers != 1 else ''}{where}"
-
-
-def share(client: Client, value: Any) -> Future:
-    """`value` sent once to every worker, for tasks to take as an argument (a dict is sent whole: scattering
-    one directly would send each of its items apart)."""
-    return client.scatter([value], broadcast=True)[0]
+def shard_runner(params: ClusterParams) -> Iterator[Shards]:
+    """A `Shards` for the stage, its cluster (if one was started) stopped at the end."""
+    with ExitStack() as stack:
+        yield Shards(params, stack)
 
 
 def run_tasks(client: Client, function: Callable[..., Result], items: Sequence[Any], on_done: Callable[[int, Result],

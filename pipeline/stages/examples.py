@@ -59,29 +59,29 @@ def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np
 def run(params: Params) -> str:
     layout.require_input(layout.COUNTS_FILE, "vectorize")
     layout.require_input(layout.VECTORIZED_DIR / shard_name(0), "vectorize")
-    shards = sorted(layout.VECTORIZED_DIR.glob(SHARD_GLOB))
+    vectorized = sorted(layout.VECTORIZED_DIR.glob(SHARD_GLOB))
     counts = np.load(layout.COUNTS_FILE)  # one per vocabulary entry
     if params.examples.num_ns >= len(counts):
         raise PipelineError(
             f"examples.num_ns={params.examples.num_ns} needs a larger vocabulary than the corpus gave "
             f"({len(counts)} tokens): lower examples.num_ns"
         )
-    with cluster.dask_client(params.cluster) as client, atomic_dir(layout.EXAMPLES_DIR) as out_dir:
-        started = time.perf_counter()  # the stage's work, once the cluster is up: what the benchmark compares
-        # Workers may run elsewhere: absolute paths on the shared filesystem; the counts sent once to each.
+    with cluster.shard_runner(params.cluster) as shards, atomic_dir(layout.EXAMPLES_DIR) as out_dir:
+        started = time.perf_counter()  # the stage's work (a local cluster starts inside it when there is one)
+        # Workers may run elsewhere: absolute paths on the shared filesystem.
         job = {"params": params.examples, "architecture": params.train.architecture,
-               "counts": cluster.share(client, counts), "vectorized_dir": layout.VECTORIZED_DIR.resolve(),
+               "counts": counts, "vectorized_dir": layout.VECTORIZED_DIR.resolve(),
                "out_dir": out_dir.resolve()}
-        results = cluster.run_tasks(client, make_shard, range(len(shards)), lambda index, result: print(
+        results = shards.run(make_shard, range(len(vectorized)), lambda index, result: print(
             f"  shard {index}: {result[1]:,} examples", flush=True), **job)
-        validation = cluster.run_tasks(client, make_shard, range(len(shards)), validation=True, **job)
-        workers = cluster.describe(client)
+        validation = shards.run(make_shard, range(len(vectorized)), validation=True, **job)
+        workers = shards.describe()
         sentences = sum(result[0] for result in results)
         pairs = sum(result[1] for result in results)
         if pairs == 0:
             advice = " or set examples.subsample: false" if params.examples.subsample else ""
             raise PipelineError(f"the corpus gave no training examples: use a larger corpus{advice}")
-        stats = {"sentences": sentences, "pairs": pairs, "shards": len(shards), "num_ns": params.examples.num_ns,
+        stats = {"sentences": sentences, "pairs": pairs, "shards": len(vectorized), "num_ns": params.examples.num_ns,
                  "negatives": params.examples.negatives, "architecture": params.train.architecture,
                  "validation_sentences": sum(result[0] for result in validation),
                  "validation_pairs": sum(result[1] for result in validation)}
@@ -91,4 +91,4 @@ def run(params: Params) -> str:
                  else f"positives only ({params.examples.num_ns} negatives to be drawn per batch)")
     kind = "CBOW windows" if params.train.architecture == "cbow" else "skip-gram pairs"
     return (f"{pairs:,} {kind}, {negatives}, from {sentences:,} sentences ({stats['validation_pairs']:,} held out); "
-            f"shards: {len(shards)}; {workers}; made in {seconds:.3f} s ({sentences / seconds:,.0f} lines/s)")
+            f"shards: {len(vectorized)}; {workers}; made in {seconds:.3f} s ({sentences / seconds:,.0f} lines/s)")

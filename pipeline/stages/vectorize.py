@@ -52,14 +52,14 @@ def run(params: Params) -> str:
     layout.require_input(corpus, "download")
     check_corpus_text(corpus)
     settings = params.vectorize
-    with cluster.dask_client(params.cluster) as client, atomic_dir(layout.VECTORIZED_DIR) as out_dir:
-        started = time.perf_counter()  # the stage's work, once the cluster is up: what the benchmark compares
+    with cluster.shard_runner(params.cluster) as shards, atomic_dir(layout.VECTORIZED_DIR) as out_dir:
+        started = time.perf_counter()  # the stage's work (a local cluster starts inside it when there is one)
         out_dir = out_dir.resolve()  # workers may run elsewhere: absolute paths on the shared filesystem
         found = find_shards(corpus, settings.shard_lines, out_dir / DECOMPRESSED_NAME)
         source = found.path.resolve()
         token_counts: Counter[bytes] = Counter()
-        for shard_counts in cluster.run_tasks(client, count_shard, found.shards, corpus=source,
-                                              validation_fraction=settings.validation_fraction):
+        for shard_counts in shards.run(count_shard, found.shards, corpus=source,
+                                       validation_fraction=settings.validation_fraction):
             token_counts.update(shard_counts)  # sums of integers: the same in any order
         vocabulary = vocabulary_from_counts(token_counts, settings.vocab_size)
         print(f"  vocabulary: {len(vocabulary):,} tokens of {len(token_counts):,} distinct, counted in "
@@ -75,11 +75,10 @@ def run(params: Params) -> str:
             print(f"  shard {index}: {lines:,} lines, {counts[1:].sum() / (time.perf_counter() - started):,.0f} "
                   f"words/s", flush=True)
 
-        results = cluster.run_tasks(client, write_shard, found.shards, progress, corpus=source,
-                                    validation_fraction=settings.validation_fraction,
-                                    index=cluster.share(client, token_index(vocabulary)),
-                                    vocabulary_size=len(vocabulary), sequence_length=settings.sequence_length,
-                                    out_dir=out_dir)
+        results = shards.run(write_shard, found.shards, progress, corpus=source,
+                             validation_fraction=settings.validation_fraction, index=token_index(vocabulary),
+                             vocabulary_size=len(vocabulary), sequence_length=settings.sequence_length,
+                             out_dir=out_dir)
         (out_dir / DECOMPRESSED_NAME).unlink(missing_ok=True)
         counts[0] = 0  # padding is not a word
         np.save(out_dir / layout.COUNTS_FILE.name, counts)
@@ -87,7 +86,7 @@ def run(params: Params) -> str:
         stats = {"lines": lines, "validation_lines": held_out, "words": int(counts.sum()), "shards": len(results)}
         (out_dir / layout.STATS_FILE_NAME).write_text(json.dumps(stats, indent=2) + "\n")
         seconds = time.perf_counter() - started
-        workers = cluster.describe(client)
+        workers = shards.describe()
     shape = f"{settings.sequence_length} tokens" if settings.sequence_length else "whole lines"
     return (f"{lines:,} lines ({shape}) and {held_out:,} held out, {stats['words']:,} words in {stats['shards']} "
             f"shards, vocabulary of {len(vocabulary):,} tokens; {workers}; made in {seconds:.3f} s "
