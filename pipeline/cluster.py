@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
@@ -52,6 +53,7 @@ class Shards:
         self.params, self.stack = params, stack
         self.client: Client | None = None
         self.shared: dict[int, Future] = {}
+        self.startup_seconds = 0.0  # starting the local cluster, if one was: not the stage's work
         address = scheduler_address(params)
         if address:
             try:
@@ -63,8 +65,10 @@ class Shards:
 
     def _cluster(self) -> Client:
         if self.client is None:
+            started = time.perf_counter()
             cluster = self.stack.enter_context(LocalCluster(**local_cluster_options(self.params)))
             self.client = self.stack.enter_context(Client(cluster))
+            self.startup_seconds = time.perf_counter() - started
         return self.client
 
     def describe(self) -> str:
