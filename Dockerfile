@@ -33,7 +33,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY requirements.lock ./
-# GPU hosts: --build-arg EXTRA_PACKAGES="tensorflow[and-cuda]==2.21.0" adds TensorFlow's CUDA wheels.
+# GPU hosts: --build-arg EXTRA_PACKAGES="jax[cuda12]==0.10.2" adds JAX's CUDA wheels (the default
+# training); "tensorflow[and-cuda]==2.21.0" TensorFlow's (the tutorial's Adam recipe).
 ARG EXTRA_PACKAGES=""
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
