@@ -99,6 +99,17 @@ def loss_and_correct(logits: Any) -> tuple[Any, Any]:
     return loss, correct
 
 
+def add_input_updates(input_table: Any, inputs: Any, present: Any, update: Any) -> Any:
+    """`update` (batch, dim) added to each row's input word, or to each word of its CBOW window (word2vec.c
+    gives every window word the whole update; padding, masked by `present`, gets none)."""
+    if present is None:
+        rows, updates = ops.expand_dims(inputs, -1), update
+    else:
+        rows = ops.reshape(inputs, (-1, 1))
+        updates = ops.reshape(ops.expand_dims(update, 1) * present, (-1, input_table.shape[1]))
+    return ops.scatter_update(input_table, rows, updates, reduction="add")
+
+
 def sgd_step(tables: Tables, inputs: Any, contexts: Any, rate: Any) -> tuple[Tables, Any, Any]:
     """One step on a batch; (new tables, summed loss, correct rows). CBOW gives each window word the
     whole error of the window's mean, as word2vec.c and gensim do."""
@@ -110,15 +121,9 @@ def sgd_step(tables: Tables, inputs: Any, contexts: Any, rate: Any) -> tuple[Tab
     error = (labels - ops.sigmoid(logits)) * rate  # the descent direction of each score, scaled
     input_update = ops.einsum("bc,bcd->bd", error, context_vectors)
     context_update = ops.expand_dims(error, -1) * ops.expand_dims(vectors, 1)
-    dim = input_table.shape[1]
-    if present is None:
-        input_rows, input_updates = ops.expand_dims(inputs, -1), input_update
-    else:
-        input_rows = ops.reshape(inputs, (-1, 1))
-        input_updates = ops.reshape(ops.expand_dims(input_update, 1) * present, (-1, dim))
-    input_table = ops.scatter_update(input_table, input_rows, input_updates, reduction="add")
+    input_table = add_input_updates(input_table, inputs, present, input_update)
     output_table = ops.scatter_update(output_table, ops.reshape(contexts, (-1, 1)),
-                                      ops.reshape(context_update, (-1, dim)), reduction="add")
+                                      ops.reshape(context_update, (-1, input_table.shape[1])), reduction="add")
     loss, correct = loss_and_correct(logits)
     return (input_table, output_table), loss, correct
 
@@ -140,13 +145,7 @@ def shared_negatives_step(tables: Tables, inputs: Any, positives: Any, negatives
     positive_error = (1.0 - ops.sigmoid(positive_logits)) * rate
     negative_error = -ops.sigmoid(negative_logits) * counted * rate
     input_update = ops.expand_dims(positive_error, 1) * positive_vectors + ops.matmul(negative_error, negative_vectors)
-    dim = input_table.shape[1]
-    if present is None:
-        input_rows, input_updates = ops.expand_dims(inputs, -1), input_update
-    else:
-        input_rows = ops.reshape(inputs, (-1, 1))
-        input_updates = ops.reshape(ops.expand_dims(input_update, 1) * present, (-1, dim))
-    input_table = ops.scatter_update(input_table, input_rows, input_updates, reduction="add")
+    input_table = add_input_updates(input_table, inputs, present, input_update)
     output_rows = ops.concatenate([positives, negatives])
     output_updates = ops.concatenate([ops.expand_dims(positive_error, 1) * vectors,
                                       ops.matmul(ops.transpose(negative_error), vectors)])
