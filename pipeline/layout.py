@@ -28,7 +28,6 @@ TENSORBOARD_DIR = Path("logs/tensorboard")
 STATE_DIR = Path(".w2v")
 CHECKPOINTS_DIR = STATE_DIR / "checkpoints"
 OUTBOX_DIR = STATE_DIR / "outbox"
-COMPILE_CACHE_DIR = STATE_DIR / "compiled"  # JAX's cache of compiled XLA programs
 METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "train_history.csv"

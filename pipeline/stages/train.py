@@ -60,7 +60,7 @@ def run(params: Params) -> str:
         if group.index:
             return train_in_group(params, counts, stats, group, distributed.placement(group, backend))
     tracking.check_store()
-    cache_compiled_programs(str(layout.project_root() / layout.COMPILE_CACHE_DIR))
+    cache_compiled_programs()
     placement = distributed.placement(group, backend)
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 

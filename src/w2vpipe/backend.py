@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 # TensorFlow's start-up lines, harmless and printed by C++ before TF_CPP_MIN_LOG_LEVEL is read (absl logs
@@ -93,14 +94,25 @@ def select_backend(name: str) -> None:
                             f"{keras.backend.backend()}: train in a new process (python -m pipeline train)")
 
 
-def cache_compiled_programs(directory: str) -> None:
-    """Keep JAX's compiled XLA programs in `directory`: a later training of the same shapes skips
-    compiling them (~1.5 s here). TensorFlow keeps no such cache."""
+def compile_cache_dir() -> Path:
+    """Where compiled programs are kept for every project of this user: W2V_COMPILE_CACHE, else
+    $XDG_CACHE_HOME/w2vpipe/compiled (~/.cache/...)."""
+    if os.environ.get("W2V_COMPILE_CACHE"):
+        return Path(os.environ["W2V_COMPILE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "w2vpipe" / "compiled"
+
+
+def cache_compiled_programs(directory: Path | None = None) -> None:
+    """Keep JAX's compiled XLA programs on disk (at most 512 MiB, least recently used dropped first): a
+    later training of the same shapes, in any project or experiment, loads its program instead of
+    compiling it (~1.5-2 s here). The key is the program and the JAX version, so sharing is safe.
+    TensorFlow keeps no such cache."""
     if os.environ.get("KERAS_BACKEND") == "jax":
         import jax
 
-        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_compilation_cache_dir", str(directory or compile_cache_dir()))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        jax.config.update("jax_compilation_cache_max_size", 512 << 20)
 
 
 def import_keras() -> ModuleType:
