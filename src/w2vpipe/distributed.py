@@ -86,8 +86,8 @@ class Placement:
 
 
 class DataParallel(Placement):
-    """A process group's devices (JAX): blocks split along their batch axis (the last before the
-    examples' own columns), everything else replicated."""
+    """All the devices JAX sees, a group's or one process's: blocks split along their batch axis,
+    everything else replicated."""
 
     def __init__(self) -> None:
         import jax
@@ -99,7 +99,7 @@ class DataParallel(Placement):
         # Auto axes: XLA places the collectives (jax 0.10's make_mesh defaults to Explicit ones).
         mesh = jax.make_mesh((self.devices,), ("batch",), axis_types=(AxisType.Auto,))
         self.replicated_sharding = NamedSharding(mesh, P())
-        self.sharding_for = lambda batch_axis: NamedSharding(mesh, P(*[None] * batch_axis, "batch"))
+        self.batch_sharding = NamedSharding(mesh, P(None, None, "batch"))  # (blocks, steps, batch[, columns])
 
     def _global(self, array: np.ndarray, sharding: Any) -> Any:
         # Every process holds the whole array on the host: each device takes its part.
@@ -110,7 +110,7 @@ class DataParallel(Placement):
 
     def batches(self, array: np.ndarray) -> Any:
         """Blocks shaped (blocks, steps, batch[, columns])."""
-        return self._global(array, self.sharding_for(2))
+        return self._global(array, self.batch_sharding)
 
     def to_host(self, tensor: Any) -> np.ndarray:
         return np.asarray(tensor.addressable_data(0))  # replicated: this process's copy
