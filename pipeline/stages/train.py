@@ -65,7 +65,7 @@ def run(params: Params) -> str:
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)
-    validation = sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
+    validation = validation_shards()
 
     checkpoint_dir, earlier_try = checkpoints.claim(checkpoints.training_key(params, stats))
     logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate,
@@ -128,12 +128,16 @@ def train_in_group(params: Params, counts: np.ndarray, stats: dict[str, int], gr
     """A process other than 0 of a group: the same training, in step with process 0; no outputs."""
     result = train_word2vec(training_shards(params, counts), pairs=stats["pairs"], vocab_size=len(counts),
                             params=params.train, num_ns=params.examples.num_ns, noise=noise(params, counts),
-                            verbose=0, validation=sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME)
-                                                         .glob(SHARD_GLOB)), placement=placement)
+                            verbose=0, validation=validation_shards(), placement=placement)
     embedding = target_embedding_weights(result.model)
     return (f"process {group.index} of {group.count}: {params.train.epochs} epochs on {placement.devices} devices, "
             f"loss {result.history['loss'][-1]:.4f}; embedding {embedding.shape[0]:,} x {embedding.shape[1]}, "
             f"sha256 {hashlib.sha256(embedding.tobytes()).hexdigest()} (process 0 writes the outputs)")
+
+
+def validation_shards() -> list[Path]:
+    """The held-out lines' example shards, scored after every epoch."""
+    return sorted((layout.EXAMPLES_DIR / layout.VALIDATION_DIR_NAME).glob(SHARD_GLOB))
 
 
 def noise(params: Params, counts: np.ndarray) -> np.ndarray | None:

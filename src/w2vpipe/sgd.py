@@ -20,6 +20,7 @@ from typing import Any
 
 from w2vpipe.backend import import_keras
 from w2vpipe.errors import PipelineError
+from w2vpipe.model import avoid_true_word
 
 keras = import_keras()
 from keras import ops  # noqa: E402
@@ -68,11 +69,10 @@ def draw_noise(noise_table: Any, step: Any, count: int, seed: Any) -> Any:
 
 
 def draw_negatives(positives: Any, noise_table: Any, step: Any, seed: Any, config: StepConfig) -> Any:
-    """`num_ns` noise words per row, as the model draws them (`Word2Vec.negatives_for`): a draw equal
-    to the row's true word becomes the next id (never padding)."""
+    """`num_ns` noise words per row, none equal to its row's true word, as the model draws them."""
     negatives = ops.reshape(draw_noise(noise_table, step, config.batch_size * config.num_ns, seed),
                             (config.batch_size, config.num_ns))
-    return ops.where(negatives == positives, negatives % (config.vocab_size - 1) + 1, negatives)
+    return avoid_true_word(negatives, positives, config.vocab_size)
 
 
 def input_vectors(table: Any, inputs: Any) -> tuple[Any, Any]:
