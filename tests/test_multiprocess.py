@@ -1,5 +1,6 @@
-"""Data-parallel training over two processes on 127.0.0.1 (JAX's multi-process runtime), and over two devices
-of one process, against one process on one device."""
+"""Data-parallel training over two processes on 127.0.0.1 (JAX's multi-process runtime), over two devices
+of one process, and two copies of the tables on two CPU cores (train.replicas), against one process on one
+device with one copy."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def examples_made(tmp_path_factory: pytest.TempPathFactory, shakespeare: Path) -
         (root / "small.txt").write_text("".join(line for _, line in zip(range(4000), source, strict=False)))
     set_params(root, {"corpus.url": str(root / "small.txt"), "corpus.sha256": None, "vectorize.vocab_size": 1000,
                       "train.backend": "jax", "train.epochs": EPOCHS, "train.batch_size": 256,
-                      "train.embedding_dim": 32})
+                      "train.embedding_dim": 32, "train.replicas": 1})
     for name in ("download", "vectorize", "examples"):
         finished(pipeline(root, name))
     return root
@@ -100,3 +101,19 @@ def test_one_process_spreads_its_batches_over_its_devices(examples_made: Path, a
     output = finished(pipeline(two_devices, "train", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     assert " on 2 devices" in output
     assert_trains_as_alone(two_devices, alone)
+
+
+def test_two_replicas_train_their_own_batches_on_two_cores(examples_made: Path, alone: Path, tmp_path: Path) -> None:
+    """gensim's two worker threads, as two copies of the tables whose updates are summed after each call:
+    not the one-copy sequence of steps, but as good a fit."""
+    root = shutil.copytree(examples_made, tmp_path / "replicas")
+    set_params(root, {"train.replicas": 2})
+    output = finished(pipeline(root, "train"))
+    assert " on 2 CPU cores (train.replicas)" in output
+    embedding = np.load(root / "models" / "w2v_embedding.npy")
+    single = np.load(alone / "models" / "w2v_embedding.npy")
+    assert embedding.shape == single.shape == (1000, 32)
+    losses, single_losses = history(root)["loss"], history(alone)["loss"]
+    assert len(losses) == EPOCHS and losses[0] > losses[-1]
+    assert abs(losses[-1] - single_losses[-1]) < 0.05 * single_losses[-1]
+    assert not np.allclose(embedding, single, atol=1e-3)  # the copies did train apart

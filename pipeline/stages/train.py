@@ -54,14 +54,15 @@ def run(params: Params) -> str:
     layout.check_example_shards(len(counts), stats)
     group = distributed.process_group_from_env()
     backend = params.train.effective_backend
-    select_backend(backend)
+    replicas = params.train.replicas if group is None and params.train.optimizer == "sgd" else 1
+    select_backend(backend, cpu_devices=replicas)
     if group is not None:
         distributed.join(group, backend)
         if group.index:
             return train_in_group(params, counts, stats, group, distributed.placement(group, backend))
     tracking.check_store()
     cache_compiled_programs()
-    placement = distributed.placement(group, backend)
+    placement = distributed.placement(group, backend, replicas)
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)
@@ -69,7 +70,7 @@ def run(params: Params) -> str:
 
     checkpoint_dir, earlier_try = checkpoints.claim(checkpoints.training_key(params, stats))
     logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate,
-                     "effective_backend": backend}
+                     "effective_backend": backend, "effective_replicas": placement.replicas}
     # One folder per run, named as the run (the DVC experiment) where it has a name; a resumed run keeps its own.
     tensorboard_dir = Path(earlier_try.get("tensorboard_dir") or layout.project_root() / layout.TENSORBOARD_DIR / (
         os.environ.get("DVC_EXP_NAME") or time.strftime("%Y%m%d-%H%M%S")))
@@ -118,6 +119,8 @@ def run(params: Params) -> str:
     resumed = f" (resumed after epoch {result.first_epoch}, from its checkpoint)" if result.first_epoch else ""
     if placement.devices > 1:
         resumed += f" on {placement.devices} devices" + (f" of {group.count} processes" if group else "")
+    if placement.replicas > 1:
+        resumed += f" on {placement.replicas} CPU cores (train.replicas)"
     return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")

@@ -65,14 +65,15 @@ def join(group: ProcessGroup, backend: str) -> None:
 class Placement:
     """Where one process's tensors live: all on its own device."""
 
-    devices = 1
+    devices = 1  # the devices each batch is split over
+    replicas = 1  # copies of the tables trained side by side; a compiled call takes a block per copy
 
     def replicated(self, array: np.ndarray) -> Any:
         from keras import ops
 
         return ops.convert_to_tensor(array)
 
-    batches = replicated  # (..., batch, ...) blocks: whole, here
+    batches = replicated  # a block of one call's batches, (steps, batch[, columns]): whole, here
 
     def to_host(self, tensor: Any) -> np.ndarray:
         from keras import ops
@@ -84,22 +85,23 @@ class Placement:
 
         return compile_for_backend(function, donate_first)
 
+    def compile_steps(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`w2vpipe.sgd.train_call`'s many-step function, its tables donated."""
+        return self.compile(function, True)
 
-class DataParallel(Placement):
-    """All the devices JAX sees, a group's or one process's: blocks split along their batch axis,
-    everything else replicated."""
 
-    def __init__(self) -> None:
+class Meshed(Placement):
+    """Tensors over a 1-D mesh of JAX devices: replicated unless a subclass splits them."""
+
+    def __init__(self, devices: list[Any], axis: str) -> None:
         import jax
         from jax.sharding import AxisType, NamedSharding
         from jax.sharding import PartitionSpec as P
 
         self.jax = jax
-        self.devices = jax.device_count()
         # Auto axes: XLA places the collectives (jax 0.10's make_mesh defaults to Explicit ones).
-        mesh = jax.make_mesh((self.devices,), ("batch",), axis_types=(AxisType.Auto,))
-        self.replicated_sharding = NamedSharding(mesh, P())
-        self.batch_sharding = NamedSharding(mesh, P(None, None, "batch"))  # (blocks, steps, batch[, columns])
+        self.mesh = jax.make_mesh((len(devices),), (axis,), axis_types=(AxisType.Auto,), devices=devices)
+        self.replicated_sharding = NamedSharding(self.mesh, P())
 
     def _global(self, array: np.ndarray, sharding: Any) -> Any:
         # Every process holds the whole array on the host: each device takes its part.
@@ -107,10 +109,6 @@ class DataParallel(Placement):
 
     def replicated(self, array: np.ndarray) -> Any:
         return self._global(np.asarray(array), self.replicated_sharding)
-
-    def batches(self, array: np.ndarray) -> Any:
-        """Blocks shaped (blocks, steps, batch[, columns])."""
-        return self._global(array, self.batch_sharding)
 
     def to_host(self, tensor: Any) -> np.ndarray:
         return np.asarray(tensor.addressable_data(0))  # replicated: this process's copy
@@ -120,14 +118,78 @@ class DataParallel(Placement):
                             out_shardings=self.replicated_sharding)
 
 
-def placement(group: ProcessGroup | None, backend: str) -> Placement:
+class DataParallel(Meshed):
+    """All the devices JAX sees, a group's or one process's: blocks split along their batch axis,
+    everything else replicated. The same training as on one device, up to the order of sums."""
+
+    def __init__(self) -> None:
+        import jax
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        super().__init__(jax.devices(), "batch")
+        self.devices = jax.device_count()
+        self.batch_sharding = NamedSharding(self.mesh, P(None, "batch"))  # (steps, batch[, columns])
+
+    def batches(self, array: np.ndarray) -> Any:
+        """A block shaped (steps, batch[, columns]), each batch split over the devices."""
+        return self._global(array, self.batch_sharding)
+
+
+class Replicas(Meshed):
+    """`count` copies of the tables, one per CPU device (core), each training on its own batches, as gensim's
+    worker threads do: a compiled call gives copy r the r-th of its `count` blocks of batches, each copy runs
+    its steps on its own tables, and then every copy's change is added to the tables the call started from.
+    Between those sums a copy does not see the others' updates (gensim's threads see them at once, racing)."""
+
+    def __init__(self, count: int) -> None:
+        import jax
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        devices = jax.devices("cpu")
+        if len(devices) < count:
+            raise PipelineError(f"train.replicas={count} needs {count} CPU devices but JAX started with "
+                                f"{len(devices)}: train in a new process (python -m pipeline train), which sets "
+                                f"XLA_FLAGS=--xla_force_host_platform_device_count={count}")
+        super().__init__(devices[:count], "replica")
+        self.replicas = count
+        self.block_sharding = NamedSharding(self.mesh, P("replica"))
+
+    def batches(self, array: np.ndarray) -> Any:
+        """A block shaped (replicas * steps, batch[, columns]), cut into one block of steps per copy."""
+        per_copy = array.reshape(self.replicas, array.shape[0] // self.replicas, *array.shape[1:])
+        return self._global(per_copy, self.block_sharding)
+
+    def compile_steps(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        from jax.sharding import PartitionSpec as P
+
+        lax = self.jax.lax
+
+        def each_copy(tables: Any, noise_table: Any, inputs: Any, outputs: Any, first_step: Any, *rest: Any) -> Any:
+            steps = inputs.shape[1]  # this copy's block: (1, steps, batch[, columns])
+            first_step = first_step + lax.axis_index("replica") * steps  # its batches' places in the epoch
+            trained, loss, correct = function(tables, noise_table, inputs[0], outputs[0], first_step, *rest)
+            summed = tuple(start + lax.psum(end - start, "replica") for start, end in zip(tables, trained, strict=True))
+            return summed, lax.psum(loss, "replica"), lax.psum(correct, "replica")
+
+        # Each copy gets its block of the inputs and outputs; the rest (tables, noise, steps, rate, seed) whole.
+        in_specs = (P(), P(), P("replica"), P("replica"), P(), P(), P())
+        copies = self.jax.shard_map(each_copy, mesh=self.mesh, in_specs=in_specs, out_specs=P(), check_vma=False)
+        return self.jax.jit(copies, donate_argnums=(0,))
+
+
+def placement(group: ProcessGroup | None, backend: str, replicas: int = 1) -> Placement:
     """Where training puts its tensors: over all the devices JAX sees, a group's once it has joined
-    (`join`), or one process's several GPUs; otherwise on the one device."""
+    (`join`), or one process's several GPUs; `replicas` copies of the tables on as many CPU cores (JAX
+    alone); otherwise on the one device."""
     if group is not None:
         return DataParallel()
     if backend == "jax":
         import jax
 
+        if replicas > 1 and jax.default_backend() == "cpu":
+            return Replicas(replicas)
         if jax.device_count() > 1:
             return DataParallel()
     return Placement()

@@ -123,6 +123,11 @@ class TrainParams(Section):
         0, ge=0, description="0: each example draws its own examples.num_ns negatives (word2vec.c); N > 0: N drawn "
                              "per batch, shared by all its examples and weighted num_ns/N (BlazingText), "
                              "optimizer sgd only")
+    replicas: int = Field(
+        2, ge=1, description="copies of the tables trained side by side on as many CPU cores, each on its own "
+                             "batches, their updates summed after every compiled call of at most 64 steps (gensim's "
+                             "worker threads); 1: one exact sequence of SGD steps; sgd on JAX's CPU only (one copy "
+                             "on a GPU or TensorFlow)")
     backend: Literal["jax", "tensorflow"] = Field(
         "jax", description="the Keras backend that trains sgd (the same code and draws on both): jax, faster here "
                            "(bench/benchmark.py) and needed across processes; adam always trains on tensorflow")

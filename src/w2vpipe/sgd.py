@@ -161,12 +161,15 @@ def batch_at(block: Any, index: Any) -> Any:
 
 
 Compiler = Callable[[Callable[..., Any], bool], Callable[..., Any]]  # (function, donate its first argument)
+StepsCompiler = Callable[[Callable[..., Any]], Callable[..., Any]]  # compiles train_call's function, tables donated
 
 
-def train_call(config: StepConfig, compiler: Compiler | None = None) -> Callable[..., tuple[Tables, Any, Any]]:
+def train_call(config: StepConfig, compiler: StepsCompiler | None = None) -> Callable[..., tuple[Tables, Any, Any]]:
     """(tables, noise table, block inputs, block outputs, first step) -> (tables, summed loss, correct):
     `steps_per_call` steps over a block's batches (shaped (steps, batch[, columns])), compiled for the
-    backend (or by `compiler`: over a process group). The rate, its schedule and the seed are arguments,
+    backend (or by `compiler`, which may run the function on several devices: `w2vpipe.distributed`;
+    it gets (tables, noise table, inputs, outputs, first step, schedule, seed) and must return the same
+    three results). The rate, its schedule and the seed are arguments,
     not constants of the program, so one compiled program (and JAX's cache of it) serves every run
     of the same shapes."""
 
@@ -192,7 +195,7 @@ def train_call(config: StepConfig, compiler: Compiler | None = None) -> Callable
         zero = ops.zeros((), "float32")
         return ops.fori_loop(0, config.steps_per_call, body, (tuple(tables), zero, zero))
 
-    compiled = (compiler or compile_for_backend)(run, True)
+    compiled = compiler(run) if compiler else compile_for_backend(run, True)
     schedule = ops.convert_to_tensor([config.learning_rate, float(config.total_steps)], "float32")
     seed = ops.convert_to_tensor(config.seed, "int32")
 

@@ -141,11 +141,18 @@ Item = TypeVar("Item")
 def prefetched(items: Iterator[Item]) -> Iterator[Item]:
     """`items`, each made in a thread while the caller uses the one before: the host draws and permutes the
     next shard while the device trains on this one."""
+    done = object()
     with ThreadPoolExecutor(1, thread_name_prefix="next-shard") as pool:
-        ahead = pool.submit(next, items, None)
-        while (item := ahead.result()) is not None:
-            ahead = pool.submit(next, items, None)
-            yield item
+        ahead = pool.submit(next, items, done)
+        while (item := ahead.result()) is not done:
+            ahead = pool.submit(next, items, done)
+            yield item  # type: ignore[misc]
+
+
+def until_epoch_end(items: Iterator[Item | None]) -> Iterator[Item]:
+    """The items of one epoch from a stream of epochs, each closed by None."""
+    while (item := next(items)) is not None:
+        yield item
 
 
 def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epoch: int, seed: int,
@@ -311,9 +318,13 @@ def train_word2vec(
     if params.mixed_precision and not on_device_loop and gpu_count():
         keras.mixed_precision.set_global_policy("mixed_float16")
     full_batches = pairs // params.batch_size
-    steps_per_execution = min(MAX_STEPS_PER_EXECUTION, full_batches)
-    # Whole compiled calls, so an epoch is a whole number of them (its last batches topped up).
-    steps_per_epoch = -(-full_batches // steps_per_execution) * steps_per_execution
+    replicas = (placement or Placement()).replicas if on_device_loop else 1
+    # An epoch is a whole number of compiled calls of at most MAX_STEPS_PER_EXECUTION steps per replica, as
+    # few and as even as can be: the fewest batches are left out (under calls * replicas; each epoch leaves
+    # out others, at random). Topping up instead would draw a shard's examples twice in an epoch.
+    calls = -(-full_batches // (MAX_STEPS_PER_EXECUTION * replicas))
+    steps_per_execution = max(1, full_batches // (calls * replicas))
+    steps_per_epoch = steps_per_execution * replicas * calls
     num_contexts = 1 + num_ns
     first = load_examples(shards[0])
     input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
@@ -397,7 +408,7 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
                             shared_negatives=params.shared_negatives, learning_rate=params.effective_learning_rate,
                             total_steps=run.steps_per_epoch * params.epochs, vocab_size=model.vocab_size,
                             seed=params.seed)
-    train_call = sgd.train_call(config, place.compile)
+    train_call = sgd.train_call(config, place.compile_steps)
     noise_table = place.replicated(ops.convert_to_numpy(model.noise_table) if model.num_ns
                                    else np.zeros(1, np.int32))
     embeddings = (model.target_embedding.embeddings, model.context_embedding.embeddings)
@@ -414,37 +425,54 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
     callbacks = keras.callbacks.CallbackList(run.callbacks, model=model, epochs=params.epochs,
                                              steps=run.steps_per_epoch)
     history: dict[str, list[float]] = {}
-    blocks = run.steps_per_epoch // run.steps_per_call
-    callbacks.on_train_begin()
-    for epoch in range(run.first_epoch, params.epochs):
-        started = time.perf_counter()
-        callbacks.on_epoch_begin(epoch)
-        step = epoch * run.steps_per_epoch
-        sums = []
-        for inputs, outputs in prefetched(epoch_blocks(run.shards, blocks, run.steps_per_call, params.batch_size,
-                                                       params.seed, epoch)):
-            inputs, outputs = place.batches(inputs), place.batches(outputs)  # the shard, on the device(s)
-            for block in range(inputs.shape[0]):
-                tables, loss, correct = train_call(tables, noise_table, inputs[block], outputs[block],
-                                                   ops.convert_to_tensor(step, "int32"))
-                sums.append((loss, correct))
-                step += run.steps_per_call
-        examples = run.steps_per_epoch * params.batch_size
-        logs = {"loss": sum(float(place.to_host(loss)) for loss, _ in sums) / run.steps_per_epoch,
-                "accuracy": sum(float(place.to_host(correct)) for _, correct in sums) / examples}
-        if evaluate is not None:
-            loss, correct = evaluate(tables, *held_out_on_device)
-            logs.update(val_loss=float(place.to_host(loss)) / batches,
-                        val_accuracy=float(place.to_host(correct)) / (batches * batch))
-        for variable, table in zip(embeddings, tables, strict=True):
-            variable.assign(place.to_host(table))  # a host copy: the next call takes over `table`'s memory
-        seconds = time.perf_counter() - started
-        if run.verbose:
-            print(f"Epoch {epoch + 1}/{params.epochs} - {seconds:.2f}s ({examples / seconds:,.0f} pairs/s) - "
-                  + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()), flush=True)
-        for name, value in logs.items():
-            history.setdefault(name, []).append(value)
-        callbacks.on_epoch_end(epoch, logs)
+    batches_per_call = run.steps_per_call * place.replicas
+    blocks = run.steps_per_epoch // batches_per_call
+
+    def every_epoch() -> Iterator[list[tuple[Any, Any]] | None]:
+        # Each shard's blocks on the device(s), epoch after epoch, so that even a one-shard corpus draws its next
+        # epoch while this one trains.
+        for epoch in range(run.first_epoch, params.epochs):
+            for inputs, outputs in epoch_blocks(run.shards, blocks, batches_per_call, params.batch_size, params.seed,
+                                                epoch):
+                yield [(place.batches(block_inputs), place.batches(block_outputs))
+                       for block_inputs, block_outputs in zip(inputs, outputs, strict=True)]
+            yield None
+
+    # The callbacks (checkpoints: ~25 ms an epoch here) run in a thread, in order, while the device trains on
+    # the next epoch; the model's variables change only once they are done with them.
+    with contextlib.closing(prefetched(every_epoch())) as shards_ahead, \
+            ThreadPoolExecutor(1, thread_name_prefix="epoch-end") as after_epoch:
+        callbacks_done = after_epoch.submit(callbacks.on_train_begin)
+        for epoch in range(run.first_epoch, params.epochs):
+            started = time.perf_counter()
+            began = after_epoch.submit(callbacks.on_epoch_begin, epoch)
+            step = epoch * run.steps_per_epoch
+            sums = []
+            for shard_blocks in until_epoch_end(shards_ahead):
+                for inputs, outputs in shard_blocks:
+                    tables, loss, correct = train_call(tables, noise_table, inputs, outputs,
+                                                       ops.convert_to_tensor(step, "int32"))
+                    sums.append((loss, correct))
+                    step += batches_per_call
+            examples = run.steps_per_epoch * params.batch_size
+            logs = {"loss": sum(float(place.to_host(loss)) for loss, _ in sums) / run.steps_per_epoch,
+                    "accuracy": sum(float(place.to_host(correct)) for _, correct in sums) / examples}
+            if evaluate is not None:
+                loss, correct = evaluate(tables, *held_out_on_device)
+                logs.update(val_loss=float(place.to_host(loss)) / batches,
+                            val_accuracy=float(place.to_host(correct)) / (batches * batch))
+            callbacks_done.result()  # the last epoch's, and any error they raised
+            began.result()
+            for variable, table in zip(embeddings, tables, strict=True):
+                variable.assign(place.to_host(table))  # a host copy: the next call takes over `table`'s memory
+            seconds = time.perf_counter() - started
+            if run.verbose:
+                print(f"Epoch {epoch + 1}/{params.epochs} - {seconds:.2f}s ({examples / seconds:,.0f} pairs/s) - "
+                      + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()), flush=True)
+            for name, value in logs.items():
+                history.setdefault(name, []).append(value)
+            callbacks_done = after_epoch.submit(callbacks.on_epoch_end, epoch, logs)
+        callbacks_done.result()
     callbacks.on_train_end()
     return history
 
