@@ -117,11 +117,13 @@ def run(params: Params) -> str:
     held_out = (f", held out: loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}"
                 if "val_loss" in final else "")
     resumed = f" (resumed after epoch {result.first_epoch}, from its checkpoint)" if result.first_epoch else ""
+    where = ""
     if placement.devices > 1:
-        resumed += f" on {placement.devices} devices" + (f" of {group.count} processes" if group else "")
+        where = f" on {placement.devices} devices" + (f" of {group.count} processes" if group else "")
     if placement.replicas > 1:
-        resumed += f" on {placement.replicas} CPU cores (train.replicas)"
-    return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps on {stats['pairs']:,} pairs: "
+        where = f" on {placement.replicas} CPU cores (train.replicas)"
+    return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps{where} on {stats['pairs']:,} "
+            f"pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
             f"({trained_pairs / result.fit_seconds:,.0f} pairs/s) (MLflow run {mlflow_run.run_id})")
 
