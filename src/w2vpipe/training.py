@@ -383,7 +383,7 @@ class Run:
     validation: list[ExampleSource]
     params: TrainParams
     steps_per_epoch: int
-    steps_per_call: int
+    steps_per_call: int  # of each replica (`Placement.replicas`) in one compiled call
     first_epoch: int
     callbacks: list[Any]
     verbose: int
@@ -391,9 +391,9 @@ class Run:
 
 
 def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
-    """word2vec.c's SGD through `w2vpipe.sgd`'s compiled loop: per epoch, each shard's blocks go to the
-    device at once (the next shard is drawn on the host meanwhile), then one call per block; the loss and
-    accuracy are summed on the device and read once per epoch, when the callbacks run."""
+    """word2vec.c's SGD through `w2vpipe.sgd`'s compiled loop: each shard's blocks go to the device at once
+    (the next shard, of this epoch or the next, is drawn on the host meanwhile), then one call per block;
+    the loss and accuracy are summed on the device and read once per epoch, when the callbacks run."""
     from keras import ops
 
     from w2vpipe import sgd
