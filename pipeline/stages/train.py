@@ -54,7 +54,7 @@ def run(params: Params) -> str:
     layout.check_example_shards(len(counts), stats)
     group = distributed.process_group_from_env()
     backend = params.train.effective_backend
-    replicas = params.train.replicas if group is None and params.train.optimizer == "sgd" else 1
+    replicas = params.train.replicas if group is None else 1  # a group splits its batches instead
     select_backend(backend, cpu_devices=replicas)
     if group is not None:
         distributed.join(group, backend)
