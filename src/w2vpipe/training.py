@@ -318,7 +318,8 @@ def train_word2vec(
     if params.mixed_precision and not on_device_loop and gpu_count():
         keras.mixed_precision.set_global_policy("mixed_float16")
     full_batches = pairs // params.batch_size
-    replicas = (placement or Placement()).replicas if on_device_loop else 1
+    placement = placement or Placement()
+    replicas = placement.replicas if on_device_loop else 1
     # An epoch is a whole number of compiled calls of at most MAX_STEPS_PER_EXECUTION steps per replica, as
     # few and as even as can be: the fewest batches are left out (under calls * replicas; each epoch leaves
     # out others, at random). Topping up instead would draw a shard's examples twice in an epoch.
@@ -359,7 +360,7 @@ def train_word2vec(
         )
     run = Run(shards=list(shards), validation=list(validation), params=params, steps_per_epoch=steps_per_epoch,
               steps_per_call=steps_per_execution, first_epoch=first_epoch, callbacks=callbacks, verbose=verbose,
-              placement=placement or Placement())
+              placement=placement)
     fit = train_on_device if on_device_loop else fit_with_keras
     if before_fit is not None:
         before_fit()
