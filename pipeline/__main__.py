@@ -43,11 +43,6 @@ def _repro(force: bool) -> None:
     links = [f"exports: {layout.EXPORT_DIR}/ (vectors.tsv and metadata.tsv load in projector.tensorflow.org)"]
     found = tracking.training_run(layout.EMBEDDING_FILE)
     if found:
-        added = tracking.complete_run(*found, lambda: layout.EXPORT_DIR,
-                                      lambda: (layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE))
-        if added:
-            print(f"(the embedding is bit for bit the one DVC recorded: its {' and '.join(added)} added to the "
-                  "new MLflow run)", flush=True)
         links.append(f"MLflow run {tracking.run_link(*found)}; [every run, scores as columns]"
                      f"({tracking.runs_view_url(found[0])}) (`make ui-mlflow` serves them)")
     print("\n" + report.summary_markdown("word2vec pipeline", stages, changed_params(params, Params()),

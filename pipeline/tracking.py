@@ -37,6 +37,9 @@ EXPERIMENT_NAME = "word2vec"
 PREFECT_FLOW_RUN_ENV = "W2V_PREFECT_FLOW_RUN_ID"
 PREFECT_FLOW_RUN_URL_ENV = "W2V_PREFECT_FLOW_RUN_URL"
 EMBEDDING_TAG = "w2v.embedding_sha256"
+# Which run trained each embedding (a file named by its sha256, holding the run id): how export and evaluate
+# queue their tracking for the right run while the store is down.
+RUN_RECORDS_DIR = layout.STATE_DIR / "runs"
 # The runs table's view that `make ui-mlflow` opens: scores and final losses as columns, best first.
 SCORES_VIEW = "scores"
 VIEW_METRICS = ("wordsim353_spearman", "simlex999_spearman", "analogies_accuracy", "val_loss", "loss")
@@ -235,6 +238,15 @@ def _perform(client: MlflowClient, run_id: str, request: list[Any]) -> None:
             client.set_tag(run_id, key, value)
     elif kind == "end":
         client.set_terminated(run_id, args[0])
+    elif kind == "log_export":
+        client.log_artifacts(run_id, args[0], "embeddings")
+        log_embeddings_model(run_id, Path(args[0]) / KEYED_VECTORS_FILE)
+    elif kind == "log_evaluation":
+        _log_evaluation_files(client, run_id, Path(args[0]), Path(args[1]))
+
+
+# How many of a request's first arguments are files, which an outbox keeps copies of (their folders may change).
+FILE_ARGUMENTS = {"log_artifact": 1, "log_export": 1, "log_evaluation": 2}
 
 
 def _one_line(failure: BaseException) -> str:
@@ -254,15 +266,17 @@ class Outbox:
         self._sent = self.directory / "sent"
 
     def add(self, request: list[Any]) -> None:
-        if request[0] == "log_artifact":
-            source = Path(request[1])
-            copy = self.directory / "files" / str(len(self.requests())) / source.name
+        paths = FILE_ARGUMENTS.get(request[0], 0)
+        copies = []
+        for number, source in enumerate(map(Path, request[1:1 + paths])):
+            copy = self.directory / "files" / f"{len(self.requests())}-{number}" / source.name
             copy.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
                 shutil.copytree(source, copy, dirs_exist_ok=True)
             else:
                 shutil.copy2(source, copy)
-            request = [request[0], str(copy), *request[2:]]
+            copies.append(str(copy))
+        request = [request[0], *copies, *request[1 + paths:]]
         with self._requests.open("a", encoding="utf-8") as journal:
             journal.write(json.dumps(request) + "\n")
             journal.flush()
@@ -287,6 +301,8 @@ class Outbox:
                 if request[0] == "log_epoch":
                     logged_epochs.add(request[1])
             self._sent.write_text(str(index + 1))
+        if any(request[0] in ("log_export", "log_evaluation") for request in requests):
+            update_champion(client, run_id)
         shutil.rmtree(self.directory)
         return len(requests) - sent
 
@@ -438,8 +454,10 @@ class TrainTracking:
     def tag_embedding(self, embedding_file: Path) -> None:
         """Tag the run with the saved embedding's hash (how the export and evaluate stages find it), and wait
         until everything queued is logged or kept: the files are still in a temporary folder."""
-        self.set_tags({EMBEDDING_TAG: file_sha256(embedding_file)})
-        self._ask("ready")
+        embedding_sha256 = file_sha256(embedding_file)
+        self.set_tags({EMBEDDING_TAG: embedding_sha256})
+        if self._ask("ready"):
+            remember_run(embedding_sha256, str(self.run_id))
 
     def __enter__(self) -> TrainTracking:
         return self
@@ -539,28 +557,71 @@ def update_champion(client: MlflowClient, run_id: str) -> str | None:
     return f"{MODEL_NAME} version {version.version} ({CHAMPION_METRIC} {score:.4f}) is now @{CHAMPION_ALIAS}"
 
 
-def log_export(embedding_file: Path, export_dir: Path) -> str | None:
-    """Add the exported files to the training's run, and the embeddings as a registered MLflow model;
-    returns what was done, or None if the run is gone."""
-    found = training_run(embedding_file)
-    if found is None:
-        return None
-    client, run_id = found
-    client.log_artifacts(run_id, str(export_dir), "embeddings")
-    version = log_embeddings_model(run_id, export_dir / KEYED_VECTORS_FILE)
-    champion = update_champion(client, run_id)
-    return f"added to MLflow run {run_id}, registered as {MODEL_NAME} version {version}" + (
-        f"; {champion}" if champion else "")
+def remember_run(embedding_sha256: str, run_id: str) -> None:
+    """Note on disk which run trained the embedding, for the stages that track into it while the store is down."""
+    record = layout.project_root() / RUN_RECORDS_DIR / embedding_sha256
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(run_id, encoding="utf-8")
 
 
-def log_evaluation(embedding_file: Path, metrics_file: Path, neighbours_file: Path) -> str | None:
-    """Add the evaluate stage's files to the training's run; returns what was done, or None if the run is gone."""
-    found = training_run(embedding_file)
-    if found is None:
+def _remembered_run(embedding_sha256: str) -> str | None:
+    record = layout.project_root() / RUN_RECORDS_DIR / embedding_sha256
+    return record.read_text(encoding="utf-8").strip() if record.is_file() else None
+
+
+def track_outputs(embedding_file: Path, requests: list[list[Any]]) -> str:
+    """Add a stage's outputs to the run that trained `embedding_file` ("log_export", "log_evaluation"
+    requests), then move the champion alias if it is now due; returns what was done.
+
+    A store that does not answer does not stop the stage, nor `dvc repro`: the requests wait in the
+    run's outbox (the run is known from this checkout's note of it) until `python -m pipeline sync`.
+    """
+    embedding_sha256 = file_sha256(embedding_file)
+    for key, value in TRACKING_CHILD_ENV.items():  # fail over in seconds, not after minutes of retries
+        os.environ.setdefault(key, value)
+    run_id, done = _remembered_run(embedding_sha256), 0
+    try:
+        check_store()
+        for line in send_outboxes():
+            print(line, flush=True)
+        found = _newest_run_tagged(EMBEDDING_TAG, embedding_sha256)
+        if found is None:
+            return "no MLflow run to add them to (train's run is gone)"
+        client, run_id = found
+        for request in requests:
+            _perform(client, run_id, request)
+            done += 1
+        champion = update_champion(client, run_id)
+        return f"added to MLflow run {run_id}" + (f"; {champion}" if champion else "")
+    except Exception as failure:  # the store's, whichever client raised it
+        if run_id is None:
+            return (f"not tracked: the MLflow store failed ({_one_line(failure)}) and this checkout has no note of "
+                    "the run that trained this embedding")
+        outbox = Outbox(run_id)
+        for request in requests[done:]:
+            outbox.add(request)
+        print(f"WARNING: the MLflow store failed ({_one_line(failure)}): the outputs are written; their tracking "
+              f"waits in {outbox.directory}: send it with `python -m pipeline sync` once {tracking_uri()} answers",
+              flush=True)
+        return f"tracking kept in {outbox.directory}"
+
+
+def track_unchanged_outputs(embedding_file: Path) -> str | None:
+    """Give a new training's run the exports and scores that `dvc repro` will not redo, because the training
+    reproduced their embedding bit for bit (a fresh clone, `dvc repro --force`, a change to code that does
+    not change the numbers): DVC then skips export or evaluate, and their outputs in the workspace are
+    this embedding's. Returns what was done, or None when both stages will run."""
+    from pipeline.dvc_lock import stage_matches_workspace
+
+    requests = []
+    if stage_matches_workspace("export"):
+        requests.append(["log_export", str(layout.EXPORT_DIR)])
+    if stage_matches_workspace("evaluate"):
+        requests.append(["log_evaluation", str(layout.EVALUATE_METRICS_FILE), str(layout.NEIGHBOURS_FILE)])
+    if not requests:
         return None
-    _log_evaluation_files(*found, metrics_file, neighbours_file)
-    champion = update_champion(*found)
-    return f"added to MLflow run {found[1]}" + (f"; {champion}" if champion else "")
+    names = " and ".join("exports" if request[0] == "log_export" else "scores" for request in requests)
+    return f"the embedding is bit for bit the one DVC recorded: its {names}: {track_outputs(embedding_file, requests)}"
 
 
 def _log_evaluation_files(client: MlflowClient, run_id: str, metrics_file: Path, neighbours_file: Path) -> None:
@@ -585,20 +646,15 @@ def _log_evaluation_files(client: MlflowClient, run_id: str, metrics_file: Path,
 
 def complete_run(client: MlflowClient, run_id: str, exports: Callable[[], Path | None],
                  scores: Callable[[], tuple[Path, Path] | None]) -> list[str]:
-    """Give a training's run the exports and scores it lacks; returns what was added.
-
-    A training that reproduces its embedding bit for bit (a fresh clone, `dvc repro --force`, a change
-    to code that does not change the numbers) gets a new run, but DVC skips export and evaluate: their
-    inputs are unchanged, and so are their outputs, which this copies into the new run. `exports` and
-    `scores` give the export folder and the evaluate stage's two files, called only when needed.
-    """
+    """Give a run the exports and scores it lacks (a DVC experiment's, read from its commit); returns what
+    was added. `exports` and `scores` give the export folder and the evaluate stage's two files, called
+    only when needed."""
     added = []
     if not client.list_artifacts(run_id, "embeddings") and (export_dir := exports()) is not None:
-        client.log_artifacts(run_id, str(export_dir), "embeddings")
-        log_embeddings_model(run_id, export_dir / KEYED_VECTORS_FILE)
+        _perform(client, run_id, ["log_export", str(export_dir)])
         added.append("exports and model")
     if not client.list_artifacts(run_id, "evaluation") and (files := scores()) is not None:
-        _log_evaluation_files(client, run_id, *files)
+        _perform(client, run_id, ["log_evaluation", *map(str, files)])
         added.append("scores")
     if added:
         update_champion(client, run_id)

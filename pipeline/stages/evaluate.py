@@ -16,7 +16,6 @@ from w2vpipe.vocabulary import load_vocabulary
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
     weights = layout.load_embedding(vocabulary)
-    tracking.prepare_store()
     evaluation = evaluate_embeddings(vocabulary, weights, params.evaluate.probe_words, params.evaluate.neighbours)
     neighbours = {"neighbours": {word: [asdict(neighbour) for neighbour in nearest]
                                  for word, nearest in evaluation.neighbours.items()},
@@ -29,6 +28,6 @@ def run(params: Params) -> str:
               flush=True)
     if evaluation.missing_probes:
         print(f"  not in the vocabulary: {', '.join(evaluation.missing_probes)}", flush=True)
-    tracked = tracking.log_evaluation(layout.EMBEDDING_FILE, layout.EVALUATE_METRICS_FILE, layout.NEIGHBOURS_FILE)
-    tracked = tracked or "no MLflow run to add them to (train's run is gone)"
+    tracked = tracking.track_outputs(layout.EMBEDDING_FILE, [["log_evaluation", str(layout.EVALUATE_METRICS_FILE),
+                                                               str(layout.NEIGHBOURS_FILE)]])
     return f"{evaluation.summary()}; {tracked}"

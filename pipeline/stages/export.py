@@ -1,6 +1,7 @@
 """Stage 5: the embeddings in standard files, added to the training's MLflow run: word2vec text and
 binary, gensim's KeyedVectors, the Embedding Projector's vectors.tsv, metadata.tsv and config, and a
-2-D map of the most frequent words (map.png, map.html)."""
+2-D map of the most frequent words (map.png, map.html: pictures, which .dvcignore keeps out of the
+folder's hash, as t-SNE's last bits differ between CPUs)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ if TYPE_CHECKING:
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
     weights = layout.load_embedding(vocabulary)
-    tracking.prepare_store()
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME)
         vectors = keyed_vectors(vocabulary, weights)
         written = write_standard_files(out_dir, vectors) + write_map(out_dir, vectors, params)
-    tracked = tracking.log_export(layout.EMBEDDING_FILE, layout.EXPORT_DIR)
-    tracked = tracked or "no MLflow run to add them to (train's run is gone)"
+    tracked = tracking.track_outputs(layout.EMBEDDING_FILE, [["log_export", str(layout.EXPORT_DIR)]])
     return (f"{len(vocabulary) - 1:,} vectors of {weights.shape[1]} dimensions in {layout.EXPORT_DIR}/ (Projector "
             f"files, {', '.join(written)}), {tracked}")
 

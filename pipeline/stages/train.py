@@ -112,6 +112,9 @@ def run(params: Params) -> str:
             mlflow_run.tag_embedding(out_dir / layout.EMBEDDING_FILE.name)
         write_history(result.history)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    unchanged = tracking.track_unchanged_outputs(layout.EMBEDDING_FILE)
+    if unchanged:
+        print(unchanged, flush=True)
     final = {name: values[-1] for name, values in result.history.items()}
     trained_pairs = (params.train.epochs - result.first_epoch) * result.steps_per_epoch * params.train.batch_size
     held_out = (f", held out: loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}"

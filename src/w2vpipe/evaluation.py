@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 WORD_PAIR_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 ANALOGY_SET = "questions-words.txt"
+# gensim scores pairs and analogies among the most frequent 300,000 words (its `restrict_vocab`); the
+# probe words' neighbours are looked for among the same words.
+EVALUATED_WORDS = 300_000
+# Scores are written with this many decimals: a float sum's last bits depend on the CPU's vector
+# width and the arrays' alignment, and a rounded score is the same on any machine.
+DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,11 @@ class Evaluation:
     missing_probes: list[str]  # probe words outside the vocabulary
 
     def metrics(self) -> dict[str, Any]:
-        """Nested scores, as DVC metrics files hold them (`wordsim353.spearman`, ...)."""
-        return {**{name: asdict(score) for name, score in self.word_pairs.items()},
-                "analogies": asdict(self.analogies)}
+        """Nested scores, as DVC metrics files hold them (`wordsim353.spearman`, ...), rounded to `DECIMALS`."""
+        scores = {**{name: asdict(score) for name, score in self.word_pairs.items()},
+                  "analogies": asdict(self.analogies)}
+        return {name: {key: round(value, DECIMALS) if isinstance(value, float) else value
+                       for key, value in values.items()} for name, values in scores.items()}
 
     def summary(self) -> str:
         """One line: each score with its coverage."""
@@ -80,7 +88,10 @@ def score_word_pairs(vectors: KeyedVectors, data_file: str) -> PairScore:
     total = _count_pairs(datapath(data_file))
     with warnings.catch_warnings():  # "mean of empty slice" and friends when nothing is covered
         warnings.simplefilter("ignore")
-        pearson, spearman, oov_percent = vectors.evaluate_word_pairs(datapath(data_file))
+        try:
+            pearson, spearman, oov_percent = vectors.evaluate_word_pairs(datapath(data_file))
+        except ValueError:  # gensim's "No valid similarity judgements found": no pair is covered
+            return PairScore(spearman=None, pearson=None, coverage=0.0, pairs=0)
     coverage = 1 - oov_percent / 100
     return PairScore(spearman=_number(spearman[0]), pearson=_number(pearson[0]), coverage=coverage,
                      pairs=round(coverage * total))
@@ -106,12 +117,17 @@ def score_analogies(vectors: KeyedVectors) -> AnalogyScore:
 
 def nearest_neighbours(vectors: KeyedVectors, words: list[str], top: int = 10) -> dict[str, list[Neighbour]]:
     """The `top` nearest words (by cosine) of each word in the vocabulary; the others are left out."""
-    return {word: neighbours(vectors, word, top) for word in words if word in vectors.key_to_index}
+    return {word: [Neighbour(near.word, round(near.cosine, DECIMALS)) for near in neighbours(vectors, word, top)]
+            for word in words if word in vectors.key_to_index}
 
 
 def evaluate_embeddings(vocabulary: list[str], weights: np.ndarray, probe_words: list[str],
                         top: int = 10) -> Evaluation:
-    return evaluate_keyed_vectors(keyed_vectors(vocabulary, weights), probe_words, top)
+    """The scores of the most frequent `EVALUATED_WORDS` words, in float64: a near tie between two
+    cosines then falls the same way on any machine."""
+    rows = EVALUATED_WORDS + 2  # padding and [UNK] come first, and are left out
+    return evaluate_keyed_vectors(keyed_vectors(vocabulary[:rows], weights[:rows], dtype=np.float64),
+                                  probe_words, top)
 
 
 def evaluate_keyed_vectors(vectors: KeyedVectors, probe_words: list[str], top: int = 10) -> Evaluation:

@@ -31,15 +31,15 @@ class Neighbour:
     cosine: float
 
 
-def keyed_vectors(vocabulary: list[str], weights: np.ndarray) -> KeyedVectors:
+def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.float32) -> KeyedVectors:
     """One vector per word, padding and [UNK] left out."""
     from gensim.models import KeyedVectors
 
     if len(vocabulary) != len(weights):
         raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
     rows = [index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)]
-    vectors = KeyedVectors(vector_size=weights.shape[1], dtype=np.float32)
-    vectors.add_vectors([vocabulary[index] for index in rows], np.asarray(weights, dtype=np.float32)[rows])
+    vectors = KeyedVectors(vector_size=weights.shape[1], dtype=dtype)
+    vectors.add_vectors([vocabulary[index] for index in rows], np.asarray(weights, dtype=dtype)[rows])
     return vectors
 
 
