@@ -8,8 +8,10 @@ run (`runs:/RUN_ID`, its `embeddings/` artifacts) or a registered model version
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -26,9 +28,7 @@ if TYPE_CHECKING:
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("query", help="nearest words, analogies and similarity from trained embeddings",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--from", dest="source", default=str(layout.EXPORT_DIR), metavar="SOURCE",
-                        help="exports folder, .kv file, runs:/RUN_ID or models:/word2vec@champion (default: exports/)")
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout, for machines")
+    _add_common_options(parser, defaults=True)
     questions = parser.add_subparsers(dest="question", required=True)
     nearest = questions.add_parser("neighbours", help="a word's nearest words by cosine")
     nearest.add_argument("word")
@@ -41,6 +41,19 @@ def add_parser(commands: Any) -> None:
     pair = questions.add_parser("similarity", help="the cosine of two words")
     pair.add_argument("first")
     pair.add_argument("second")
+    for question in (nearest, analogy, pair):
+        _add_common_options(question, defaults=False)
+
+
+def _add_common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--from and --json, before the question or after it. Only `query` itself gives them defaults: argparse
+    copies every value a question's parser holds over what was parsed before the question, so there they are
+    absent unless given (SUPPRESS)."""
+    parser.add_argument("--from", dest="source", default=str(layout.EXPORT_DIR) if defaults else argparse.SUPPRESS,
+                        metavar="SOURCE",
+                        help="exports folder, .kv file, runs:/RUN_ID or models:/word2vec@champion (default: exports/)")
+    parser.add_argument("--json", action="store_true", default=False if defaults else argparse.SUPPRESS,
+                        help="one JSON object on stdout, for machines (an error too: {\"error\": ...})")
 
 
 def load(source: str) -> KeyedVectors:
@@ -69,25 +82,59 @@ def load(source: str) -> KeyedVectors:
         return embeddings.load_keyed_vectors(Path(local))
 
 
+class QueryError(PipelineError):
+    """A failed query, with what --json adds to its message (an unknown word and its closest spellings)."""
+
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 def answer(args: argparse.Namespace) -> dict[str, Any]:
     """The question's answer as plain data (what --json prints)."""
     top = getattr(args, "top", None)  # similarity has none
     if top is not None and top < 1:
         raise PipelineError(f"--top {top} asks for no words: give 1 or more")
     vectors = load(args.source)
+    words = question_words(args)
+    try:
+        if args.question == "neighbours":
+            found = embeddings.neighbours(vectors, args.word, args.top)
+            return {"question": "neighbours", "word": args.word, "neighbours": [asdict(item) for item in found]}
+        if args.question == "analogy":
+            found = embeddings.analogy(vectors, args.a, args.b, args.c, args.top)
+            return {"question": "analogy", "a": args.a, "b": args.b, "c": args.c,
+                    "answers": [asdict(item) for item in found]}
+        return {"question": "similarity", "words": words,
+                "cosine": embeddings.similarity(vectors, args.first, args.second)}
+    except PipelineError as error:  # a word outside the vocabulary: the library's message names it
+        unknown = next(word for word in words if word not in vectors.key_to_index)
+        raise QueryError(str(error), {"word": unknown, "closest": closest_spellings(vectors, unknown)}) from None
+
+
+def question_words(args: argparse.Namespace) -> list[str]:
+    """The words the question asks about, in the order the library checks them."""
     if args.question == "neighbours":
-        found = embeddings.neighbours(vectors, args.word, args.top)
-        return {"question": "neighbours", "word": args.word, "neighbours": [asdict(item) for item in found]}
+        return [args.word]
     if args.question == "analogy":
-        found = embeddings.analogy(vectors, args.a, args.b, args.c, args.top)
-        return {"question": "analogy", "a": args.a, "b": args.b, "c": args.c,
-                "answers": [asdict(item) for item in found]}
-    return {"question": "similarity", "words": [args.first, args.second],
-            "cosine": embeddings.similarity(vectors, args.first, args.second)}
+        return [args.a, args.b, args.c]
+    return [args.first, args.second]
+
+
+def closest_spellings(vectors: KeyedVectors, word: str) -> list[str]:
+    """The vocabulary's words spelt most like `word`, closest first: the ones the library's message names."""
+    return difflib.get_close_matches(word, vectors.index_to_key, n=5, cutoff=0.6)
 
 
 def run(args: argparse.Namespace) -> None:
-    result = answer(args)
+    try:
+        result = answer(args)
+    except PipelineError as error:
+        if not args.json:
+            raise
+        # A machine reads stdout: the error is one JSON object there, with the status main() gives every error.
+        print(json.dumps({"error": str(error), **getattr(error, "details", {})}, ensure_ascii=False))
+        sys.exit(2)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return

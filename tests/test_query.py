@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, tool_env
+from pipeline import query as query_command
 from w2vpipe.vectors import (
     KEYED_VECTORS_FILE,
     WORD2VEC_BINARY_FILE,
@@ -110,3 +112,51 @@ def test_query_reads_any_mlflow_runs_exports(exports: Path, tmp_path: Path) -> N
     empty = client.create_run(experiment).info.run_id
     result = query("neighbours", "queen", source=f"runs:/{empty}", MLFLOW_TRACKING_URI=store)
     assert result.returncode == 2 and f"runs:/{empty} has no word2vec.kv" in result.stderr
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    """`python -m pipeline query ARGV` as the CLI's parser reads it."""
+    parser = argparse.ArgumentParser()
+    query_command.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["query", *argv])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--json", "--from", "run.kv", "neighbours", "king", "--top", "3"],
+    ["neighbours", "king", "--top", "3", "--json", "--from", "run.kv"],
+    ["--json", "neighbours", "--from", "run.kv", "king", "--top", "3"],
+    ["--from", "exports", "neighbours", "--top", "3", "king", "--from", "run.kv", "--json"],  # the last --from wins
+])
+def test_query_options_work_before_and_after_the_question(argv: list[str]) -> None:
+    args = parse(*argv)
+    assert (args.question, args.word, args.top, args.source, args.json) == ("neighbours", "king", 3, "run.kv", True)
+
+
+def test_query_options_left_out_take_their_defaults_wherever_the_others_are() -> None:
+    plain = parse("similarity", "king", "queen")
+    assert (plain.source, plain.json) == ("exports", False)
+    assert parse("--json", "similarity", "king", "queen").source == "exports"
+    assert parse("analogy", "man", "king", "woman", "--from", "x.kv").json is False
+
+
+def test_query_json_after_the_word_answers_as_before_it(exports: Path) -> None:
+    """The README's `python -m pipeline query neighbours king --json`, end to end."""
+    after = subprocess.run([sys.executable, "-m", "pipeline", "query", "neighbours", "king", "--json", "--from",
+                            str(exports)], env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True,
+                           timeout=120)
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout) == json.loads(query("--json", "neighbours", "king", source=exports).stdout)
+
+
+def test_query_errors_under_json_are_one_json_object_on_stdout(exports: Path) -> None:
+    misspelt = query("analogy", "man", "kinng", "womn", "--json", source=exports)
+    assert misspelt.returncode == 2 and misspelt.stderr == ""
+    error = json.loads(misspelt.stdout)  # one object: json.loads refuses anything after it
+    assert error["word"] == "kinng" and error["closest"] == ["king"]
+    assert error["error"] == "'kinng' is not in the vocabulary of 8 words (closest by spelling: king)"
+    several = json.loads(query("--json", "similarity", "king", "mann", source=exports).stdout)
+    assert several["closest"] == ["man", "woman"] and several["error"].endswith("(closest by spelling: man, woman)")
+    missing = query("--json", "neighbours", "king", source=exports.parent / "nowhere")
+    assert missing.returncode == 2 and missing.stderr == ""
+    assert json.loads(missing.stdout) == {"error": f"{exports.parent / 'nowhere'} not found: run the export stage "
+                                                   "first (dvc repro export)"}
