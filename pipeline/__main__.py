@@ -7,6 +7,7 @@
     python -m pipeline params              # every param: default, allowed values, meaning
     python -m pipeline sync                # send the tracking kept on disk while the MLflow store was down
     python -m pipeline query neighbours king      # nearest words; also: analogy man king woman, similarity a b
+    python -m pipeline compare             # the workspace and its DVC experiments: scores, differing params
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import signal
 import sys
 import time
 
-from pipeline import layout, query
+from pipeline import compare, layout, query
 from w2vpipe.errors import PipelineError
 
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--name", help="the run's name (flow run, DVC experiment, MLflow run); default: Prefect's")
     commands.add_parser("params", help="print every param as a markdown table (the README's)")
     query.add_parser(commands)
+    compare.add_parser(commands)
     commands.add_parser("sync", help="send the tracking that trainings kept on disk while the MLflow store was down")
     serve_parser = commands.add_parser("serve", help="serve the flow as a Prefect deployment (runs from the UI)")
     serve_parser.add_argument("--name", default="word2vec", help="deployment name (default: word2vec)")
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             run_from_cli(args.overrides, args.name)
         elif args.command == "query":
             query.run(args)
+        elif args.command == "compare":
+            compare.run(args)
         elif args.command == "sync":
             _sync()
         elif args.command == "params":
