@@ -1,6 +1,7 @@
 """`python -m pipeline.recipes NAME`: run the committed recipe recipes/NAME.yaml as the DVC experiment NAME.
 
     python -m pipeline.recipes tutorial      # the TensorFlow tutorial's exact recipe
+    python -m pipeline.recipes tutorial -f   # options after the name go to dvc exp run (-f: run it again)
 
 It prints, then runs, `dvc exp run --temp -n NAME -S ++key=value ...` with every value the recipe sets. The
 experiment runs in a temporary copy of the repository: params.yaml (uncommitted edits included) and the
@@ -52,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.recipes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="a recipe of recipes/, without .yaml (e.g. tutorial)")
+    parser.add_argument("options", nargs=argparse.REMAINDER,
+                        help="options for dvc exp run: -f replaces an experiment of the same name, --queue queues it")
     args = parser.parse_args(argv)
     try:
-        command = experiment_command(args.name)
+        command = experiment_command(args.name) + args.options
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

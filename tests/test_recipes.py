@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,4 +111,17 @@ def test_the_readme_command_leaves_params_yaml_alone_when_the_run_fails(tmp_path
     result = run_readme_command(project, W2V_CORPUS_MIRROR=str(mirror))
     assert result.returncode != 0 and "checksum mismatch" in result.stdout + result.stderr
     assert (project / "params.yaml").read_bytes() == params_before
+    assert git_status(project) == ""
+
+
+def test_options_after_the_recipe_name_go_to_dvc_exp_run(tmp_path: Path) -> None:
+    project = make_project_copy(tmp_path / "project")
+    result = subprocess.run([sys.executable, "-m", "pipeline.recipes", "tutorial", "--queue"], cwd=project,
+                            env=tool_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()[0]
+    assert printed.startswith("dvc exp run --temp -n tutorial -S ") and printed.endswith(" --queue")
+    queue = subprocess.run(["dvc", "queue", "status"], cwd=project, env=tool_env(), capture_output=True, text=True,
+                           check=True).stdout
+    assert re.search(r"\btutorial\b.*\bQueued\b", queue), queue
     assert git_status(project) == ""
