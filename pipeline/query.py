@@ -8,7 +8,6 @@ run (`runs:/RUN_ID`, its `embeddings/` artifacts) or a registered model version
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
@@ -96,7 +95,6 @@ def answer(args: argparse.Namespace) -> dict[str, Any]:
     if top is not None and top < 1:
         raise PipelineError(f"--top {top} asks for no words: give 1 or more")
     vectors = load(args.source)
-    words = question_words(args)
     try:
         if args.question == "neighbours":
             found = embeddings.neighbours(vectors, args.word, args.top)
@@ -105,25 +103,10 @@ def answer(args: argparse.Namespace) -> dict[str, Any]:
             found = embeddings.analogy(vectors, args.a, args.b, args.c, args.top)
             return {"question": "analogy", "a": args.a, "b": args.b, "c": args.c,
                     "answers": [asdict(item) for item in found]}
-        return {"question": "similarity", "words": words,
+        return {"question": "similarity", "words": [args.first, args.second],
                 "cosine": embeddings.similarity(vectors, args.first, args.second)}
-    except PipelineError as error:  # a word outside the vocabulary: the library's message names it
-        unknown = next(word for word in words if word not in vectors.key_to_index)
-        raise QueryError(str(error), {"word": unknown, "closest": closest_spellings(vectors, unknown)}) from None
-
-
-def question_words(args: argparse.Namespace) -> list[str]:
-    """The words the question asks about, in the order the library checks them."""
-    if args.question == "neighbours":
-        return [args.word]
-    if args.question == "analogy":
-        return [args.a, args.b, args.c]
-    return [args.first, args.second]
-
-
-def closest_spellings(vectors: KeyedVectors, word: str) -> list[str]:
-    """The vocabulary's words spelt most like `word`, closest first: the ones the library's message names."""
-    return difflib.get_close_matches(word, vectors.index_to_key, n=5, cutoff=0.6)
+    except embeddings.UnknownWordError as error:
+        raise QueryError(str(error), {"word": error.word, "closest": error.closest}) from None
 
 
 def run(args: argparse.Namespace) -> None:

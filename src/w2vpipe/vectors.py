@@ -73,13 +73,21 @@ def load_keyed_vectors(path: Path) -> KeyedVectors:
                             "export stage (dvc repro -f export)") from None
 
 
+class UnknownWordError(PipelineError):
+    """A word outside the vocabulary, with the vocabulary's words spelt most like it, closest first."""
+
+    def __init__(self, word: str, closest: list[str], vocabulary_size: int) -> None:
+        hint = f"closest by spelling: {', '.join(closest)}" if closest else "no word in it is spelt alike"
+        super().__init__(f"'{word}' is not in the vocabulary of {vocabulary_size:,} words ({hint})")
+        self.word, self.closest = word, closest
+
+
 def check_known(vectors: KeyedVectors, words: list[str]) -> None:
     """Stop with one line for the first word outside the vocabulary, naming the closest words by spelling."""
     for word in words:
         if word not in vectors.key_to_index:
-            close = difflib.get_close_matches(word, vectors.index_to_key, n=5, cutoff=0.6)
-            hint = f"closest by spelling: {', '.join(close)}" if close else "no word in it is spelt alike"
-            raise PipelineError(f"'{word}' is not in the vocabulary of {len(vectors):,} words ({hint})")
+            raise UnknownWordError(word, difflib.get_close_matches(word, vectors.index_to_key, n=5, cutoff=0.6),
+                                   len(vectors))
 
 
 def neighbours(vectors: KeyedVectors, word: str, top: int = 10) -> list[Neighbour]:
