@@ -8,6 +8,7 @@
     python -m pipeline sync                # send the tracking kept on disk while the MLflow store was down
     python -m pipeline query neighbours king      # nearest words; also: analogy man king woman, similarity a b
     python -m pipeline compare             # the workspace and its DVC experiments: scores, differing params
+    python -m pipeline recipe tutorial     # a committed recipe (recipes/NAME.yaml) as a DVC experiment
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import signal
 import sys
 import time
 
-from pipeline import compare, layout, query
+from pipeline import compare, layout, query, recipes
 from w2vpipe.errors import PipelineError
 
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("params", help="print every param as a markdown table (the README's)")
     query.add_parser(commands)
     compare.add_parser(commands)
+    recipes.add_parser(commands)
     commands.add_parser("sync", help="send the tracking that trainings kept on disk while the MLflow store was down")
     serve_parser = commands.add_parser("serve", help="serve the flow as a Prefect deployment (runs from the UI)")
     serve_parser.add_argument("--name", default="word2vec", help="deployment name (default: word2vec)")
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             query.run(args)
         elif args.command == "compare":
             compare.run(args)
+        elif args.command == "recipe":
+            recipes.run(args)
         elif args.command == "sync":
             _sync()
         elif args.command == "params":

@@ -1,7 +1,7 @@
-"""`python -m pipeline.recipes NAME`: run the committed recipe recipes/NAME.yaml as the DVC experiment NAME.
+"""`python -m pipeline recipe NAME`: run the committed recipe recipes/NAME.yaml as the DVC experiment NAME.
 
-    python -m pipeline.recipes tutorial      # the TensorFlow tutorial's exact recipe
-    python -m pipeline.recipes tutorial -f   # options after the name go to dvc exp run (-f: run it again)
+    python -m pipeline recipe tutorial      # the TensorFlow tutorial's exact recipe
+    python -m pipeline recipe tutorial -f   # options after the name go to dvc exp run (-f: run it again)
 
 It prints, then runs, `dvc exp run --temp -n NAME -S ++key=value ...` with every value the recipe sets. The
 experiment runs in a temporary copy of the repository: params.yaml (uncommitted edits included) and the
@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 from pathlib import Path
+from typing import Any
 
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import flatten, override, params_from_dict, read_params_file
@@ -49,26 +49,19 @@ def shell_line(command: list[str]) -> str:
     return " ".join(shown(argument) for argument in command)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.recipes", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("recipe", help="run a committed recipe (recipes/NAME.yaml) as a DVC experiment",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="a recipe of recipes/, without .yaml (e.g. tutorial)")
     parser.add_argument("options", nargs=argparse.REMAINDER,
                         help="options for dvc exp run: -f replaces an experiment of the same name, --queue queues it")
-    args = parser.parse_args(argv)
-    try:
-        command = experiment_command(args.name) + args.options
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+
+def run(args: argparse.Namespace) -> None:
+    command = experiment_command(args.name) + args.options
     print(shell_line(command), flush=True)
     # DVC takes this process over: its output, its Ctrl-C and its exit status are the command's.
     try:
         os.execvp(command[0], command)
     except FileNotFoundError:
-        print("error: dvc not found: activate the project's environment (source .venv/bin/activate)", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        raise PipelineError("dvc not found: activate the project's environment (source .venv/bin/activate)") from None

@@ -12,8 +12,10 @@ import pytest
 
 from conftest import VENV_BIN, make_project_copy, run, start_server, stop_server, tool_env
 
-# Another CPU's arithmetic: OpenBLAS's generic SSE3 kernels instead of this CPU's own, on one thread.
-OTHER_MACHINE = {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+# Another CPU's arithmetic: OpenBLAS's generic SSE3 kernels instead of this CPU's own, on one thread, and
+# XLA's training code compiled for AVX2 (a CPU without AVX-512), not loaded from this machine's compile cache.
+OTHER_MACHINE = {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                 "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(["git", "commit", "-q", "-m", "results"], origin)
     clone = tmp_path_factory.mktemp("clone") / "project"
     run(["git", "clone", "-q", str(origin), str(clone)], origin)
-    run(["dvc", "repro"], clone, tool_env(**OTHER_MACHINE))
+    compile_cache = tmp_path_factory.mktemp("compile-cache")
+    run(["dvc", "repro"], clone, tool_env(**OTHER_MACHINE, W2V_COMPILE_CACHE=str(compile_cache)))
     return clone
 
 

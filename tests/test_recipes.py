@@ -116,7 +116,7 @@ def test_the_readme_command_leaves_params_yaml_alone_when_the_run_fails(tmp_path
 
 def test_options_after_the_recipe_name_go_to_dvc_exp_run(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "project")
-    result = subprocess.run([sys.executable, "-m", "pipeline.recipes", "tutorial", "--queue"], cwd=project,
+    result = subprocess.run([sys.executable, "-m", "pipeline", "recipe", "tutorial", "--queue"], cwd=project,
                             env=tool_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     printed = result.stdout.splitlines()[0]
