@@ -3,9 +3,11 @@
 By default a stage starts a local cluster of `cluster.workers` processes (one thread each: the work
 is Python and numpy, so processes, not threads, run it in parallel) when it has more than one shard
 to do at once, and stops it at the end; one shard runs in the stage's process. With a
-scheduler address (`cluster.scheduler`, or W2V_DASK_SCHEDULER, which the Prefect flow sets for the
+scheduler address in W2V_DASK_SCHEDULER (the operator's, or the one the Prefect flow sets for the
 stages of its run), the stage connects to that cluster instead; its workers import this project
-and read and write the stage's files at the same absolute paths (a shared filesystem).
+and read and write the stage's files at the same absolute paths (a shared filesystem). No param names
+a scheduler: a Dask client unpickles its scheduler's replies, so only whoever sets the environment
+chooses it, never whoever may start a run.
 
 Every shard is a pure function of its inputs and is written by the task that makes it, and every
 total is a sum of integers: the outputs are the same bit for bit on any cluster.
@@ -31,9 +33,9 @@ CONNECT_TIMEOUT_S = 5  # Dask retries a refused connection until then
 Result = TypeVar("Result")
 
 
-def scheduler_address(params: ClusterParams) -> str | None:
-    """The scheduler to connect to, if any: the environment's (a flow run's cluster) before params.yaml's."""
-    return os.environ.get(SCHEDULER_ENV) or params.scheduler
+def scheduler_address() -> str | None:
+    """The scheduler to connect to, if any: W2V_DASK_SCHEDULER's (the operator's, or a flow run's cluster)."""
+    return os.environ.get(SCHEDULER_ENV) or None
 
 
 def local_cluster_options(params: ClusterParams) -> dict[str, Any]:
@@ -54,14 +56,13 @@ class Shards:
         self.client: Client | None = None
         self.shared: dict[int, Future] = {}
         self.startup_seconds = 0.0  # starting the local cluster, if one was: not the stage's work
-        address = scheduler_address(params)
+        address = scheduler_address()
         if address:
             try:
                 self.client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT_S))
             except (OSError, TimeoutError):
                 raise PipelineError(f"no Dask scheduler answers at {address} within {CONNECT_TIMEOUT_S} s: start it, "
-                                    f"or fix cluster.scheduler (or unset {SCHEDULER_ENV}) to use a local "
-                                    f"cluster") from None
+                                    f"or fix {SCHEDULER_ENV} (or unset it to use a local cluster)") from None
 
     def _cluster(self) -> Client:
         if self.client is None:

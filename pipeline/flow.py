@@ -8,8 +8,8 @@ Prefect task, with the stage's output as its logs. The stages tag their MLflow r
 The run's Dask cluster (prefect-dask's DaskTaskRunner) serves every stage that runs shards on Dask.
 """
 
-# No `from __future__ import annotations`: Prefect builds the run form and validates runs from the
-# flow's real type hints, also when a served deployment loads this file by path.
+# No `from __future__ import annotations`: Prefect builds the run form from the flow's real type hints,
+# also when a served deployment loads this file by path.
 import contextlib
 import fcntl
 import logging
@@ -24,11 +24,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
 from prefect.states import Completed, Failed, State
 from prefect_dask import DaskTaskRunner
+from pydantic import BaseModel
 
 from pipeline import layout, report, tracking
 from pipeline.cluster import SCHEDULER_ENV, local_cluster_options, scheduler_address
 from pipeline.dvc_run import OUTCOMES, DvcProcess, git, stage_env
-from w2vpipe.corpus import allowed_dirs_from_env, check_allowed_source
+from w2vpipe.corpus import SERVED_RUN_ENV, SourcePolicy
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import (
     ClusterParams,
@@ -66,7 +67,10 @@ def stage_task(stage: str, outcome: str, dvc: DvcProcess) -> State:
     return Completed(message=outcome)
 
 
-@flow(name=FLOW_NAME, log_prints=True)
+# validate_parameters=False: the sections' type hints still make the deployment's form, but the run's
+# values are validated below, by params_from_dict, so that a bad one (from the form, or from an API call
+# that turned the server's schema check off) fails the run with the schema's one line, not Prefect's list.
+@flow(name=FLOW_NAME, log_prints=True, validate_parameters=False)
 def word2vec_pipeline(
     corpus: CorpusParams = CorpusParams(),
     vectorize: VectorizeParams = VectorizeParams(),
@@ -78,26 +82,31 @@ def word2vec_pipeline(
 ) -> dict[str, Any] | State:
     """Download, vectorize, examples, train, export, evaluate, as one DVC experiment named after this run.
 
-    Each section is params.yaml's; a stage whose inputs and params are unchanged is not rerun.
+    Each section is params.yaml's (a model from the CLI, the API's JSON from a deployment); a stage whose
+    inputs and params are unchanged is not rerun.
     """
+    sections_given = {"corpus": corpus, "vectorize": vectorize, "examples": examples, "train": train,
+                      "export": export, "evaluate": evaluate, "cluster": cluster}
     try:
-        # Validated again as a whole: the checks across sections.
-        params = params_from_dict(Params(corpus=corpus, vectorize=vectorize, examples=examples, train=train,
-                                         export=export, evaluate=evaluate, cluster=cluster).model_dump())
-        if deployment.get_id():  # whoever may start a run in the UI chooses corpus.url: a trust boundary
-            check_allowed_source(params.corpus.url, allowed_dirs_from_env())
-        return _run_experiment(params, str(flow_run.get_name()), str(flow_run.get_id()))
+        params = params_from_dict({name: section.model_dump() if isinstance(section, BaseModel) else section
+                                   for name, section in sections_given.items()})
+        served = bool(deployment.get_id())
+        if served:  # whoever may start a run in the UI chooses corpus.url: a trust boundary
+            SourcePolicy.from_env().check(params.corpus.url)
+        return _run_experiment(params, str(flow_run.get_name()), str(flow_run.get_id()), served)
     except PipelineError as error:
         return Failed(message=str(error))  # one line for the user, not a traceback
 
 
-def _run_experiment(params: Params, name: str, flow_run_id: str) -> dict[str, Any]:
+def _run_experiment(params: Params, name: str, flow_run_id: str, served: bool) -> dict[str, Any]:
     logger = get_run_logger()
     # Only what differs from the checkout's params.yaml goes to DVC, as `dvc exp run -S` would be typed.
     overrides = changed_params(params, load_params(layout.PARAMS_FILE))
     _check_tracked()
     baseline = git("rev-parse", "HEAD")
     env = {tracking.PREFECT_FLOW_RUN_ENV: flow_run_id}
+    if served:  # the download stage checks corpus.url again, at every redirect and connection
+        env[SERVED_RUN_ENV] = "1"
     if flow_run.get_flow_run_ui_url():
         env[tracking.PREFECT_FLOW_RUN_URL_ENV] = str(flow_run.get_flow_run_ui_url())
     arguments = ["exp", "run", "--temp", "-n", name,
@@ -141,11 +150,11 @@ def _run_experiment(params: Params, name: str, flow_run_id: str) -> dict[str, An
 @contextlib.contextmanager
 def run_cluster(params: ClusterParams) -> Iterator[str | None]:
     """The scheduler address the stages of this run share: a local cluster started for the run by
-    prefect-dask's DaskTaskRunner (`cluster.workers` processes), or None when `cluster.scheduler` (or
-    W2V_DASK_SCHEDULER) already names one, which the stages then use themselves. One cluster for the run
+    prefect-dask's DaskTaskRunner (`cluster.workers` processes), or None when the operator's
+    W2V_DASK_SCHEDULER already names one, which the stages then use themselves. One cluster for the run
     saves each stage starting its own; the runner is opened here, not given as `@flow(task_runner=)`,
     because its workers come from the run's params."""
-    if scheduler_address(params):
+    if scheduler_address():
         yield None
         return
     # The scheduler and nannies run in this process, where Prefect's logging passes Dask's INFO lines on.
@@ -245,4 +254,5 @@ def serve(name: str) -> None:
     """
     if not layout.PARAMS_FILE.is_file():
         raise PipelineError("params.yaml not found: run `python -m pipeline serve` from the project root")
+    SourcePolicy.from_env()  # a bad W2V_SERVE_ALLOWED_HOSTS stops `serve`, not each run
     word2vec_pipeline.serve(name=name, limit=1, parameters=sections(load_params(layout.PARAMS_FILE)))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import http.server
+import ipaddress
 import lzma
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,13 @@ from typing import Any
 import pytest
 
 from conftest import SHAKESPEARE_SHA256, refused_port
-from w2vpipe.corpus import TransientDownloadError, check_allowed_source, check_corpus_text, fetch_corpus
+from w2vpipe.corpus import (
+    SourcePolicy,
+    TransientDownloadError,
+    _opener,
+    check_corpus_text,
+    fetch_corpus,
+)
 from w2vpipe.errors import PipelineError
 from w2vpipe.vocabulary import iter_line_blocks
 
@@ -24,10 +33,12 @@ BODY = b"First Citizen:\nBefore we proceed any further, hear me speak.\n"
 
 class CorpusServer(http.server.ThreadingHTTPServer):
     """Serves BODY at /good.txt; /flaky.txt fails with 503 `failures` times first;
-    /cut.txt promises more bytes than it sends; anything else is a 404."""
+    /cut.txt promises more bytes than it sends; /redirect.txt redirects to `redirect_to`;
+    anything else is a 404."""
 
     failures = 0
     requests = 0
+    redirect_to = ""
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,6 +49,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/flaky.txt" and self.server.failures > 0:
             self.server.failures -= 1
             self.send_error(503)
+            return
+        if self.path == "/redirect.txt":
+            self.send_response(302)
+            self.send_header("Location", self.server.redirect_to)
+            self.end_headers()
             return
         if self.path in ("/good.txt", "/flaky.txt", "/cut.txt"):
             self.send_response(200)
@@ -51,9 +67,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server() -> Iterator[CorpusServer]:
-    httpd = CorpusServer(("127.0.0.1", 0), Handler)  # the system's free port, bound at once
+@contextlib.contextmanager
+def corpus_server(host: str) -> Iterator[CorpusServer]:
+    httpd = CorpusServer((host, 0), Handler)  # the system's free port, bound at once
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -61,8 +77,22 @@ def server() -> Iterator[CorpusServer]:
     httpd.server_close()
 
 
+@pytest.fixture
+def server() -> Iterator[CorpusServer]:
+    with corpus_server("127.0.0.1") as httpd:
+        yield httpd
+
+
+@pytest.fixture
+def other_server() -> Iterator[CorpusServer]:
+    """A second host: 127.0.0.2, on Linux another loopback address, which a policy may allow apart."""
+    with corpus_server("127.0.0.2") as httpd:
+        yield httpd
+
+
 def url(server: CorpusServer, name: str) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}/{name}"
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/{name}"
 
 
 def no_leftovers(directory: Path) -> bool:
@@ -189,14 +219,115 @@ def test_params_yaml_syntax_errors_name_line_and_column(tmp_path: Path) -> None:
         load_params(bad)
 
 
-def test_served_runs_read_only_http_and_the_allowed_folders(tmp_path: Path) -> None:
+def served(monkeypatch: pytest.MonkeyPatch, allowed_dirs: str = "", allowed_hosts: str = "") -> None:
+    """This process as a stage of a run started from the served deployment (what the flow sets), with the
+    operator's allowances."""
+    monkeypatch.setenv("W2V_SERVED_RUN", "1")
+    monkeypatch.setenv("W2V_SERVE_ALLOWED_DIRS", allowed_dirs)
+    monkeypatch.setenv("W2V_SERVE_ALLOWED_HOSTS", allowed_hosts)
+
+
+def test_served_runs_read_only_http_and_the_allowed_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     allowed = tmp_path / "corpora"
     allowed.mkdir()
     (allowed / "a.txt").write_text("some words\n")
-    check_allowed_source("https://example.com/a.txt", [])
-    check_allowed_source(str(allowed / "a.txt"), [allowed])
-    check_allowed_source((allowed / "a.txt").as_uri(), [allowed])
+    policy = SourcePolicy(allowed_dirs=(allowed,))
+    policy.check("https://example.com/a.txt")  # public, or unresolvable offline: nothing to reach
+    policy.check(str(allowed / "a.txt"))
+    policy.check((allowed / "a.txt").as_uri())
     (allowed / "escape.txt").symlink_to("/etc/passwd")
     for outside in ("file:///etc/passwd", str(allowed / "escape.txt"), str(allowed / ".." / "b.txt")):
         with pytest.raises(PipelineError, match="may read only http\\(s\\) URLs and files under"):
-            check_allowed_source(outside, [allowed])
+            policy.check(outside)
+    with pytest.raises(PipelineError, match="scheme 'ftp' is not supported"):
+        policy.check("ftp://example.com/a.txt")
+    # The download itself applies the policy in a served run's stage, links resolved: the link is refused.
+    served(monkeypatch, allowed_dirs=str(allowed))
+    assert fetch_corpus(str(allowed / "a.txt"), tmp_path / "out").path.read_text() == "some words\n"
+    with pytest.raises(PipelineError, match="is a local file, and runs started from the deployment"):
+        fetch_corpus(str(allowed / "escape.txt"), tmp_path / "out2")
+    assert no_leftovers(tmp_path / "out2")
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("127.0.0.1", "its host is 127.0.0.1 (loopback)"),
+    ("localhost", "its host localhost resolves to 127.0.0.1 (loopback)"),
+    ("2130706433", "resolves to 127.0.0.1 (loopback)"),  # 127.0.0.1 as one number
+    ("0x7f.1", "resolves to 127.0.0.1 (loopback)"),
+    ("[::1]", "its host is ::1 (loopback)"),
+    ("[::ffff:127.0.0.1]", "(loopback)"),  # IPv4 inside IPv6
+    ("[2002:7f00:1::]", "(loopback)"),  # 6to4 of 127.0.0.1
+    ("169.254.169.254", "(link-local)"),  # a cloud's metadata service
+    ("10.0.0.5", "(private)"),
+    ("192.168.1.1", "(private)"),
+    ("100.64.0.1", "(non-global)"),  # carrier-grade NAT
+    ("224.0.0.1", "(multicast)"),
+    ("240.0.0.1", "(reserved)"),
+    ("0.0.0.0", "(unspecified)"),
+])
+def test_served_runs_fetch_only_from_public_addresses(address: str, reason: str) -> None:
+    with pytest.raises(PipelineError) as error:
+        SourcePolicy().check(f"http://{address}:8000/secret.txt")
+    message = str(error.value)
+    assert reason in message and "ask the operator to allow the address in W2V_SERVE_ALLOWED_HOSTS" in message
+    assert "\n" not in message
+    SourcePolicy().check("http://8.8.8.8/corpus.txt")  # public
+
+
+def test_the_operator_allows_private_addresses_by_address_or_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("W2V_SERVE_ALLOWED_HOSTS", "10.0.0.5, 127.0.0.0/8")
+    policy = SourcePolicy.from_env()
+    assert policy.allowed_networks == (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("127.0.0.0/8"))
+    policy.check("http://10.0.0.5/a.txt")
+    policy.check("http://localhost/a.txt")
+    with pytest.raises(PipelineError, match="10.0.0.6 \\(private\\)"):
+        policy.check("http://10.0.0.6/a.txt")
+    monkeypatch.setenv("W2V_SERVE_ALLOWED_HOSTS", "127.0.0.1,intranet.example")
+    with pytest.raises(PipelineError, match="entry 'intranet.example' is not an IP address or network: list "
+                                            "addresses"):
+        SourcePolicy.from_env()
+
+
+def test_a_served_download_refuses_a_redirect_to_a_refused_address(server: CorpusServer, other_server: CorpusServer,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """127.0.0.2 stands for a public host: allowed, it redirects to 127.0.0.1, which is not."""
+    other_server.redirect_to = url(server, "good.txt")
+    served(monkeypatch, allowed_hosts="127.0.0.2")
+    with pytest.raises(PipelineError) as error:
+        fetch_corpus(url(other_server, "redirect.txt"), tmp_path / "out", retries=0)
+    assert (f"is refused: it redirects to {url(server, 'good.txt')}, whose host is 127.0.0.1 (loopback)"
+            in str(error.value))
+    assert (other_server.requests, server.requests) == (1, 0)  # the loopback server was never asked
+    assert no_leftovers(tmp_path / "out")
+    # Allowed too, the redirect is followed: the policy refuses addresses, not redirects.
+    served(monkeypatch, allowed_hosts="127.0.0.2,127.0.0.1")
+    assert fetch_corpus(url(other_server, "redirect.txt"), tmp_path / "out").path.read_bytes() == BODY
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_connections_peer_address_is_checked_before_anything_is_sent(scheme: str) -> None:
+    """Where a name resolved to a public address for the check and to 127.0.0.1 for the connection (DNS
+    rebinding), the connection's own peer is refused before a request, or TLS's first message, is sent."""
+    received: list[bytes] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(10)
+
+        def accept() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(2)
+                try:
+                    received.append(connection.recv(1024))
+                except TimeoutError:
+                    received.append(b"")
+
+        thread = threading.Thread(target=accept)
+        thread.start()
+        target = f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/secret.txt"
+        with pytest.raises(PipelineError, match="its connection reached 127.0.0.1 \\(loopback\\)"):
+            _opener(target, SourcePolicy()).open(target, timeout=10)
+        thread.join()
+    assert received == [b""]  # the connection closed with nothing sent

@@ -108,7 +108,7 @@ def test_the_cluster_params_rerun_nothing(project: Path) -> None:
     """Outputs do not depend on where the shards run: `cluster.*` is no stage's param."""
     params_text = (project / "params.yaml").read_text()
     params = yaml.safe_load(params_text)
-    params["cluster"].update(workers=1, scheduler=None)
+    params["cluster"].update(workers=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         assert ran_stages(run(["dvc", "repro"], project).stdout) == []

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run, tool_env
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import (
     Params,
@@ -12,6 +16,7 @@ from w2vpipe.params import (
     flatten,
     load_params,
     markdown_table,
+    override,
     params_from_dict,
     parse_overrides,
     read_params_file,
@@ -53,6 +58,21 @@ def test_tutorial_recipe_holds_the_tutorials_params() -> None:
         ({"train.learning_rate": 0}, "it must be above 0"),
         ({"examples.negatives": "device"}, "it must be one of per_batch, stored"),
         ({"vectorize.sequence_length": 1}, "it must be at least 2 (null keeps whole lines"),
+        # Params are data: an interpolation, which DVC's `-S` would resolve, is refused wherever it comes from.
+        ({"corpus.url": "/data/${oc.decode:'..'}/../etc/passwd"}, "corpus.url=/data/${oc.decode:'..'}/../etc/passwd "
+                                                                  "is invalid: it must not contain '${'"),
+        ({"evaluate.probe_words": ["king", "${oc.env:HOME}"]},
+         "word 2 of param evaluate.probe_words, ${oc.env:HOME}, is invalid: it must not contain '${'"),
+        ({"corpus.url": "https://example.com/a.txt\nHost: x"}, "it must not contain control characters"),
+        ({"evaluate.probe_words": ["a\x00b"]}, "it must not contain control characters"),
+        ({"corpus.url": "https://example.com/" + "a" * 2048}, "it must be at most 2048 characters"),
+        ({"evaluate.probe_words": ["king", "k" * 200_000]}, "word 2 of param evaluate.probe_words, "
+                                                           + "k" * 50 + "… (200,000 characters), is invalid: it must "
+                                                           "be at most 100 characters"),
+        ({"evaluate.probe_words": ["king"] * 51}, "it must hold at most 50 words"),
+        ({"evaluate.probe_words": ["king", ""]}, "word 2 of param evaluate.probe_words, '', is invalid: it must not "
+                                                 "be empty"),
+        ({"cluster.scheduler": "tcp://10.0.0.5:8786"}, "unknown param 'cluster.scheduler'"),
     ],
 )
 def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, message: str) -> None:
@@ -60,7 +80,41 @@ def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, messa
     with pytest.raises(PipelineError) as error:
         params_from_dict(raw)
     assert message in str(error.value)
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 600
+
+
+# Words and a path that Hydra's override grammar would read otherwise if they were not quoted and escaped:
+# a trailing backslash, quotes, its separators, brackets, keywords, `$` and braces, spaces at the ends.
+TRICKY_WORDS = ["a\\", "it's", "x,y", "[a]", "null", "=", "true", "1e3", "\\'", "\\\\", "'", '"q"', "$", "{b}",
+                "(c)", "d:e", " f ", "~g", "@h", "é✓", "\\{i\\}", "$ {j}"]
+TRICKY_URL = "/data/it's a [b],c=d\\e$f{g}h%20i'\\.txt"
+
+
+def test_values_round_trip_exactly_through_dvc_exp_run_set(tmp_path: Path) -> None:
+    """What `override()` makes of a value, `dvc exp run -S` writes into params.yaml as it was, and the stage
+    reads it so: Hydra's grammar takes any remaining text literally."""
+    project = tmp_path / "dvc-project"
+    project.mkdir()
+    (project / "params.yaml").write_text("corpus:\n  url: x\nevaluate:\n  probe_words: [x]\n")
+    (project / "dvc.yaml").write_text(
+        "stages:\n  seen:\n"
+        f"    cmd: {sys.executable} -c \"import json; from w2vpipe.params import read_params_file; "
+        "json.dump(read_params_file(__import__('pathlib').Path('params.yaml')), open('seen.json', 'w'))\"\n"
+        "    params: [corpus.url, evaluate.probe_words]\n"
+        "    metrics: [seen.json: {cache: false}]\n")
+    env = tool_env()
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@example.com"],
+                    ["git", "config", "user.name", "t"], [sys.executable, "-m", "dvc", "init", "-q"],
+                    ["git", "add", "-A"], ["git", "commit", "-q", "-m", "start"]):
+        run(command, project, env)
+    params_from_dict({"corpus": {"url": TRICKY_URL, "sha256": None}, "evaluate": {"probe_words": TRICKY_WORDS}})
+    run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "tricky",
+         "-S", override("corpus.url", TRICKY_URL), "-S", override("evaluate.probe_words", TRICKY_WORDS)], project, env)
+    baseline = run(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
+    reference = f"refs/exps/{baseline[:2]}/{baseline[2:]}/tricky"
+    seen = json.loads(subprocess.run(["git", "show", f"{reference}:seen.json"], cwd=project, capture_output=True,
+                                     text=True, check=True).stdout)
+    assert seen == {"corpus": {"url": TRICKY_URL}, "evaluate": {"probe_words": TRICKY_WORDS}}
 
 
 def test_learning_rate_defaults_per_optimizer_and_scales_with_batch() -> None:

@@ -150,7 +150,8 @@ def test_served_deployment_has_a_typed_form_and_queues_its_runs(project: Path, p
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not (deployments := api(prefect_server, "/deployments/filter", {})):
+        while not (deployments := api(prefect_server, "/deployments/filter",
+                                      {"deployments": {"name": {"any_": ["test"]}}})):
             assert server.poll() is None and time.monotonic() < deadline, "deployment never registered"
             time.sleep(1)
         (deployment,) = deployments

@@ -8,10 +8,12 @@ import gzip
 import hashlib
 import http.client
 import io
+import ipaddress
 import lzma
 import os
 import re
 import shutil
+import socket
 import string
 import time
 import urllib.error
@@ -20,15 +22,22 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import atomic_file
 
 MIRROR_ENV = "W2V_CORPUS_MIRROR"
+# Set by the Prefect flow for the stages of a run started from the served deployment: the download then
+# applies the operator's SourcePolicy (below), whatever the run's params say.
+SERVED_RUN_ENV = "W2V_SERVED_RUN"
 # Folders whose files a served deployment's runs may read (os.pathsep-separated); set by the operator.
 ALLOWED_DIRS_ENV = "W2V_SERVE_ALLOWED_DIRS"
+# Addresses or networks (comma-separated: 127.0.0.1,10.0.0.0/8) that a served deployment's runs may fetch
+# from although they are not public; set by the operator.
+ALLOWED_HOSTS_ENV = "W2V_SERVE_ALLOWED_HOSTS"
 DOWNLOAD_FAILED = "could not download"
 CHUNK_BYTES = 1 << 20
 # The tutorial's standardization (lowercase, strip ASCII punctuation), as a Python regex.
@@ -64,21 +73,184 @@ def local_path(url: str) -> Path | None:
     return Path(urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url)
 
 
-def check_allowed_source(url: str, allowed_dirs: list[Path]) -> None:
-    """Fail unless `url` is http(s) or a file inside one of `allowed_dirs` (links resolved first)."""
-    path = local_path(url)
-    if path is None:
-        return
-    resolved = path.resolve()
-    if not any(resolved.is_relative_to(folder.resolve()) for folder in allowed_dirs):
-        folders = ", ".join(str(folder) for folder in allowed_dirs) or "none"
-        raise PipelineError(f"corpus.url {url} is a local file, and runs started from the deployment may read only "
-                            f"http(s) URLs and files under {ALLOWED_DIRS_ENV} (now: {folders}): use an http(s) URL, "
-                            f"or ask the operator to restart `serve` with the folder in {ALLOWED_DIRS_ENV}")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def allowed_dirs_from_env() -> list[Path]:
-    return [Path(folder) for folder in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep) if folder]
+def _not_public(address: IPAddress) -> str | None:
+    """Why `address` is not a public one (loopback, private, ...), or None when it is."""
+    # An IPv6 address that carries an IPv4 one (::ffff:127.0.0.1, 6to4's 2002:7f00:1::) reaches that one.
+    embedded = (address.ipv4_mapped or address.sixtofour) if isinstance(address, ipaddress.IPv6Address) else None
+    if embedded is not None and (reason := _not_public(embedded)):
+        return reason
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if address.is_global else "non-global"
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What corpus.url may name in a run started from the served deployment, where whoever may start a
+    run chooses it: http(s) URLs whose host resolves only to public addresses (or ones the operator
+    allows), and files inside the operator's folders (links resolved first). It is checked on the URL
+    (before the run, and again by the download) and, by the download, on every redirect and on the
+    address each connection actually reached, so a name that resolves differently later gains nothing.
+    Behind a proxy, the connection reaches the proxy: allow its address."""
+
+    allowed_dirs: tuple[Path, ...] = ()
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_env(cls) -> SourcePolicy:
+        """The operator's policy: W2V_SERVE_ALLOWED_DIRS and W2V_SERVE_ALLOWED_HOSTS."""
+        dirs = tuple(Path(folder) for folder in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep) if folder)
+        networks = []
+        for entry in filter(None, (item.strip() for item in os.environ.get(ALLOWED_HOSTS_ENV, "").split(","))):
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise PipelineError(f"{ALLOWED_HOSTS_ENV} entry {entry!r} is not an IP address or network: list "
+                                    "addresses (127.0.0.1, 10.0.0.0/24), not names, since what a name resolves to "
+                                    "can change") from None
+        return cls(dirs, tuple(networks))
+
+    def check(self, url: str) -> None:
+        """Fail in one line unless `url` is allowed (its host's addresses resolved now)."""
+        scheme = urllib.parse.urlparse(url).scheme
+        if scheme in ("http", "https"):
+            self._check_host(url, url)
+        elif scheme in ("", "file"):
+            self.allowed_file(url)
+        else:
+            raise PipelineError(f"corpus.url scheme {scheme!r} is not supported: use http(s)://, file:// or a path")
+
+    def check_redirect(self, url: str, target: str) -> None:
+        """Fail unless a redirect from `url` to `target` stays within the policy (http(s) only)."""
+        if urllib.parse.urlparse(target).scheme not in ("http", "https"):
+            raise PipelineError(f"corpus.url {url} redirects to {target}, and runs started from the deployment follow "
+                                "only http(s) redirects: use the final URL if it is allowed")
+        self._check_host(url, target, f"it redirects to {target}, whose host")
+
+    def check_peer(self, url: str, address: str) -> None:
+        """Fail unless the address a connection for `url` reached is allowed."""
+        self._check_address(url, ipaddress.ip_address(address.partition("%")[0]),
+                            f"its connection reached {address}")
+
+    def allowed_file(self, url: str) -> Path:
+        """The file `url` names, resolved, if it lies inside an allowed folder."""
+        path = local_path(url)
+        assert path is not None
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(folder.resolve()) for folder in self.allowed_dirs):
+            folders = ", ".join(str(folder) for folder in self.allowed_dirs) or "none"
+            raise PipelineError(f"corpus.url {url} is a local file, and runs started from the deployment may read only "
+                                f"http(s) URLs and files under {ALLOWED_DIRS_ENV} (now: {folders}): use an http(s) "
+                                f"URL, or ask the operator to restart `serve` with the folder in {ALLOWED_DIRS_ENV}")
+        return resolved
+
+    def _check_host(self, url: str, target: str, whose: str = "its host") -> None:
+        parsed = urllib.parse.urlparse(target)
+        try:
+            host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+        except ValueError:
+            host = None
+        if not host:
+            raise PipelineError(f"corpus.url {url}: {'it' if target == url else target} names no valid host and "
+                                "port: fix corpus.url")
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            # Nothing can be fetched from a name that does not resolve (offline, the mirror serves the file);
+            # should it resolve by the time of the download, every connection's peer is checked then.
+            return
+        for *_, sockaddr in found:
+            address = str(sockaddr[0])
+            self._check_address(url, ipaddress.ip_address(address.partition("%")[0]),
+                                f"{whose} {host} resolves to {address}" if host != address else f"{whose} is {host}")
+
+    def _check_address(self, url: str, address: IPAddress, how: str) -> None:
+        reason = _not_public(address)
+        if reason and not any(address in network for network in self.allowed_networks):
+            raise PipelineError(f"corpus.url {url} is refused: {how} ({reason}), and runs started from the deployment "
+                                "fetch only from public addresses: use a public URL, or ask the operator to allow the "
+                                f"address in {ALLOWED_HOSTS_ENV}")
+
+
+def served_policy() -> SourcePolicy | None:
+    """The operator's policy when this process runs a stage of a run started from the served deployment."""
+    return SourcePolicy.from_env() if os.environ.get(SERVED_RUN_ENV) else None
+
+
+class _PeerCheckedConnection(http.client.HTTPConnection):
+    """An HTTP connection that checks the address it reached before sending anything. Listed after
+    HTTPSConnection in a subclass's bases, its connect() is the one HTTPSConnection's calls for the TCP
+    connection, so the check also comes before TLS."""
+
+    policy: SourcePolicy
+    url: str
+
+    def connect(self) -> None:
+        super().connect()
+        try:
+            self.policy.check_peer(self.url, self.sock.getpeername()[0])
+        except PipelineError:
+            self.sock.close()
+            raise
+
+
+class _PeerCheckedHTTPSConnection(http.client.HTTPSConnection, _PeerCheckedConnection):
+    pass
+
+
+def _peer_checked(connection_class: type[_PeerCheckedConnection], policy: SourcePolicy,
+                  url: str) -> Callable[..., _PeerCheckedConnection]:
+    def connection(host: str, **options: Any) -> _PeerCheckedConnection:
+        made = connection_class(host, **options)
+        made.policy, made.url = policy, url
+        return made
+    return connection
+
+
+class _PeerCheckedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, policy: SourcePolicy, url: str) -> None:
+        super().__init__()
+        self.policy, self.url = policy, url
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **options: Any) -> http.client.HTTPResponse:
+        return super().do_open(_peer_checked(_PeerCheckedConnection, self.policy, self.url), req, **options)
+
+
+class _PeerCheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, policy: SourcePolicy, url: str) -> None:
+        super().__init__()
+        self.policy, self.url = policy, url
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **options: Any) -> http.client.HTTPResponse:
+        return super().do_open(_peer_checked(_PeerCheckedHTTPSConnection, self.policy, self.url), req, **options)
+
+
+class _CheckedRedirectHandler(urllib.request.HTTPRedirectHandler):
+    def __init__(self, policy: SourcePolicy, url: str) -> None:
+        super().__init__()
+        self.policy, self.url = policy, url
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Message,
+                         newurl: str) -> urllib.request.Request | None:
+        try:
+            self.policy.check_redirect(self.url, newurl)
+        except PipelineError:
+            fp.close()
+            raise
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(url: str, policy: SourcePolicy | None) -> urllib.request.OpenerDirector:
+    """urllib's opener; under a policy, every redirect and every connection's peer address is checked."""
+    if policy is None:
+        return urllib.request.build_opener()
+    return urllib.request.build_opener(_PeerCheckedHTTPHandler(policy, url), _PeerCheckedHTTPSHandler(policy, url),
+                                       _CheckedRedirectHandler(policy, url))
 
 
 def fetch_corpus(
@@ -95,8 +267,13 @@ def fetch_corpus(
 
     A mirror folder holding a file of the same name wins over the network (it is how the
     pipeline runs offline); `file://` URLs and plain paths are copied. Transient network
-    errors are retried `retries` times with exponential backoff.
+    errors are retried `retries` times with exponential backoff. In a stage of a run started
+    from the served deployment (W2V_SERVED_RUN), `url` must pass the operator's SourcePolicy,
+    checked here whatever the flow checked before, and on every redirect and connection.
     """
+    policy = served_policy()
+    if policy is not None:
+        policy.check(url)
     name = corpus_filename(url)
     final = dest_dir / name
     parsed = urllib.parse.urlparse(url)
@@ -107,10 +284,12 @@ def fetch_corpus(
             shutil.copyfile(mirror / name, tmp)
         elif parsed.scheme in ("http", "https"):
             source = "network"
-            attempts = _download_with_retries(url, tmp, retries, backoff_seconds, timeout_seconds, mirror, log)
+            attempts = _download_with_retries(url, tmp, retries, backoff_seconds, timeout_seconds, mirror, log,
+                                              policy)
         elif parsed.scheme in ("", "file"):
             source = "local"
-            local = local_path(url)
+            # Under a policy, the very file it allowed (links resolved) is the one copied.
+            local = policy.allowed_file(url) if policy is not None else local_path(url)
             assert local is not None
             if local.is_dir():
                 raise PipelineError(f"corpus.url {local} is a folder: point it at a text file inside it")
@@ -140,10 +319,11 @@ def _download_with_retries(
     timeout_seconds: float,
     mirror: Path | None,
     log: Callable[[str], None],
+    policy: SourcePolicy | None,
 ) -> int:
     for attempt in range(1, retries + 2):
         try:
-            _download_once(url, dest, timeout_seconds)
+            _download_once(url, dest, timeout_seconds, policy)
             return attempt
         except TransientDownloadError as error:
             if attempt > retries:
@@ -158,10 +338,10 @@ def _download_with_retries(
     raise AssertionError("unreachable")
 
 
-def _download_once(url: str, dest: Path, timeout_seconds: float) -> None:
+def _download_once(url: str, dest: Path, timeout_seconds: float, policy: SourcePolicy | None) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "w2vpipe"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_seconds) as response, dest.open("wb") as out:
+        with _opener(url, policy).open(request, timeout=timeout_seconds) as response, dest.open("wb") as out:
             expected = response.headers.get("Content-Length")
             received = 0
             while chunk := response.read(CHUNK_BYTES):

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -28,6 +31,29 @@ def _load_yaml(text: str) -> Any:
     return YAML(typ="safe", pure=True).load(text)
 
 
+# Bounds on every text param. A served deployment's form is a trust boundary: whatever it sends ends up in
+# `dvc exp run -S` (one argument may hold at most 128 KiB on Linux), in params.yaml and in MLflow params
+# (at most 6,000 characters each, so 50 words of 100 characters fit one).
+MAX_URL_CHARS = 2048
+MAX_WORD_CHARS = 100
+MAX_PROBE_WORDS = 50
+
+
+def _data_only(text: str) -> str:
+    """A text param is data: `${...}` would be resolved by OmegaConf when DVC applies `-S` (`${oc.env:X}`
+    reads the environment, `${oc.decode:...}` builds other text), and a control character (newline, NUL)
+    belongs to no word, path or URL, and cannot pass as a command-line argument."""
+    if "${" in text:
+        raise PydanticCustomError("interpolation", "interpolation")
+    if any(unicodedata.category(character) == "Cc" for character in text):
+        raise PydanticCustomError("control_character", "control character")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_data_only)]
+Word = Annotated[str, Field(min_length=1, max_length=MAX_WORD_CHARS), AfterValidator(_data_only)]
+
+
 class Section(BaseModel):
     # Strict: `epochs: 2.5` or `subsample: "yes"` is an error, not a silent cast. Titles are the
     # params.yaml keys, so the Prefect form names each field as the file does.
@@ -38,10 +64,12 @@ class Section(BaseModel):
 class CorpusParams(Section):
     """Where the text comes from."""
 
-    url: str = Field(
+    url: Text = Field(
         "https://storage.googleapis.com/download.tensorflow.org/data/shakespeare.txt", min_length=1,
-        description="http(s)://, file:// or a path; offline, W2V_CORPUS_MIRROR names a folder holding a file "
-                    "of the same name (default: the tutorial's shakespeare.txt)")
+        max_length=MAX_URL_CHARS,
+        description=f"http(s)://, file:// or a path, at most {MAX_URL_CHARS:,} characters; offline, "
+                    "W2V_CORPUS_MIRROR names a folder holding a file of the same name (default: the tutorial's "
+                    "shakespeare.txt)")
     sha256: str | None = Field(
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", pattern=r"^[0-9a-fA-F]{64}$",
         description="the file's sha256 (64 hex digits), checked after every fetch; null skips the check")
@@ -93,14 +121,13 @@ class ExamplesParams(Section):
 
 class ClusterParams(Section):
     """Where the vectorize and examples stages run their shards, on Dask; outputs are the same bit for bit
-    whatever is chosen, so no stage depends on these."""
+    whatever is chosen, so no stage depends on these. A running scheduler is named only by the operator's
+    environment (W2V_DASK_SCHEDULER), never by a param: a Dask client unpickles what its scheduler sends, so
+    whoever may start a run must not choose which one it connects to."""
 
     workers: int = Field(0, ge=0, description="worker processes (one thread each) of the local Dask cluster a stage "
-                                              "starts; 0 = all cores")
-    scheduler: str | None = Field(
-        None, min_length=1, description="a running Dask scheduler's address (tcp://host:8786) to use instead of a "
-                                        "local cluster; its workers must import this project and see its files at "
-                                        "the same paths; the variable W2V_DASK_SCHEDULER overrides it")
+                                              "starts; 0 = all cores; the variable W2V_DASK_SCHEDULER names a running "
+                                              "cluster to use instead")
 
 
 class TrainParams(Section):
@@ -161,10 +188,11 @@ class ExportParams(Section):
 class EvaluateParams(Section):
     """Scores and nearest neighbours."""
 
-    probe_words: list[str] = Field(
-        ["king", "queen", "love", "death", "sword", "night", "father"], min_length=1,
-        description="words whose nearest neighbours are listed (lowercased, as the corpus is); one outside the "
-                    "vocabulary is reported as such")
+    probe_words: list[Word] = Field(
+        ["king", "queen", "love", "death", "sword", "night", "father"], min_length=1, max_length=MAX_PROBE_WORDS,
+        description=f"words whose nearest neighbours are listed (lowercased, as the corpus is), 1 to "
+                    f"{MAX_PROBE_WORDS} words of 1 to {MAX_WORD_CHARS} characters; one outside the vocabulary is "
+                    "reported as such")
     neighbours: int = Field(10, ge=1, description="neighbours listed per probe word")
 
 
@@ -182,7 +210,7 @@ SECTIONS: dict[str, type[Section]] = {name: info.annotation for name, info in Pa
 
 
 def _fix(key: str) -> str:
-    return f"fix it in params.yaml or with --set {key}=..."
+    return f"fix it in params.yaml, with --set {key}=... or in the run form"
 
 
 def _rule(error: dict[str, Any], description: str) -> str:
@@ -197,9 +225,22 @@ def _rule(error: dict[str, Any], description: str) -> str:
         "greater_than": f"it must be above {context.get('gt')}",
         "less_than_equal": f"it must be at most {context.get('le')}",
         "string_too_short": "it must not be empty", "too_short": "it must not be empty",
+        "string_too_long": f"it must be at most {context.get('max_length')} characters",
+        "too_long": f"it must hold at most {context.get('max_length')} words",
         "string_pattern_mismatch": f"it must match {context.get('pattern')}",
+        "interpolation": "it must not contain '${': params are data, and DVC would resolve it as an OmegaConf "
+                         "interpolation (${oc.env:...} reads the environment)",
+        "control_character": "it must not contain control characters (newline, tab, NUL)",
     }
     return f"{rules.get(error['type'], error['msg'])} ({description})"
+
+
+def _shown(value: Any) -> str:
+    """A value for an error line: as params.yaml shows it, control characters escaped and cut short, so that
+    any value stays one short line."""
+    text = "".join(repr(character)[1:-1] if unicodedata.category(character) == "Cc" else character
+                   for character in yaml_value(value)) or repr("")
+    return text if len(text) <= 60 else f"{text[:50]}… ({len(text):,} characters)"
 
 
 def _one_line(error: ValidationError) -> PipelineError:
@@ -213,10 +254,12 @@ def _one_line(error: ValidationError) -> PipelineError:
     section, name = location[0], location[1]
     key = f"{section}.{name}"
     field = SECTIONS[section].model_fields[name]
+    subject = f"param {key}={_shown(first['input'])}"
     if first["type"] == "list_type" or (len(location) > 2 and first["type"] == "string_type"):
         first = {**first, "type": "list_type"}  # a word that is not a string: the list is wrong
-    return PipelineError(f"param {key}={yaml_value(first['input']) or repr('')} is invalid: "
-                         f"{_rule(first, field.description or '')}; {_fix(key)}")
+    elif len(location) > 2:  # one word of a list
+        subject = f"word {int(location[2]) + 1} of param {key}, {_shown(first['input'])},"
+    return PipelineError(f"{subject} is invalid: {_rule(first, field.description or '')}; {_fix(key)}")
 
 
 def _unknown(location: list[str]) -> PipelineError:
@@ -300,12 +343,25 @@ def yaml_value(value: Any) -> str:
     return json.dumps(value)
 
 
+# In a single-quoted Hydra string, backslashes are literal except a run of them before a quote (an inner
+# quote, or the closing one), which stands for half as many: Hydra's OverrideLexer.g4 (QUOTED_VALUE) and
+# OverridesVisitor._unescape_quoted_string.
+_BACKSLASHES_BEFORE_QUOTE = re.compile(r"(\\*)'")
+_TRAILING_BACKSLASHES = re.compile(r"(\\+)\Z")
+
+
+def _hydra_quoted(text: str) -> str:
+    escaped = _BACKSLASHES_BEFORE_QUOTE.sub(lambda match: match.group(1) * 2 + "\\'", text)
+    return "'" + _TRAILING_BACKSLASHES.sub(lambda match: match.group(1) * 2, escaped) + "'"
+
+
 def override(key: str, value: Any) -> str:
-    """`dvc exp run -S` for one param: `++` also sets a key params.yaml leaves out; strings quoted, so
-    Hydra's grammar leaves `=`, `,` and `no` alone."""
+    """`dvc exp run -S` for one param: `++` also sets a key params.yaml leaves out. Every string is quoted
+    and escaped, so Hydra's grammar takes it as it is (`=`, `,`, `[`, `null`, `\\`, quotes); the schema has
+    already refused `${`, which OmegaConf would still resolve inside a quoted string."""
     def hydra(item: Any) -> str:
         if isinstance(item, str):
-            return "'" + item.replace("'", "\\'") + "'"
+            return _hydra_quoted(item)
         if isinstance(item, list):
             return "[" + ",".join(hydra(element) for element in item) + "]"
         return json.dumps(item)
