@@ -72,7 +72,8 @@ def test_tutorial_recipe_holds_the_tutorials_params() -> None:
         ({"evaluate.probe_words": ["king"] * 51}, "it must hold at most 50 words"),
         ({"evaluate.probe_words": ["king", ""]}, "word 2 of param evaluate.probe_words, '', is invalid: it must not "
                                                  "be empty"),
-        ({"cluster.scheduler": "tcp://10.0.0.5:8786"}, "unknown param 'cluster.scheduler'"),
+        ({"cluster.scheduler": "tcp://10.0.0.5:8786"}, "unknown param 'cluster.scheduler' in params.yaml: a Dask "
+                                                       "scheduler is named only by the environment"),
     ],
 )
 def test_bad_params_fail_with_one_line_naming_key_and_fix(overrides: dict, message: str) -> None:

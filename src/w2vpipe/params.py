@@ -209,6 +209,11 @@ class Params(Section):
 SECTIONS: dict[str, type[Section]] = {name: info.annotation for name, info in Params.model_fields.items()}
 
 
+# Keys that were params once, and what replaces them.
+REMOVED = {"cluster.scheduler": "a Dask scheduler is named only by the environment "
+                                "(W2V_DASK_SCHEDULER=tcp://host:8786), never by a param: remove the key"}
+
+
 def _fix(key: str) -> str:
     return f"fix it in params.yaml, with --set {key}=... or in the run form"
 
@@ -268,7 +273,7 @@ def _unknown(location: list[str]) -> PipelineError:
     else:
         known, key = [f"{location[0]}.{name}" for name in SECTIONS[location[0]].model_fields], ".".join(location)
     close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    hint = REMOVED.get(key) or (f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}")
     return PipelineError(f"unknown param {key!r} in params.yaml: {hint}")
 
 
