@@ -94,8 +94,10 @@ class ExamplesParams(Section):
     """Training examples: windows, subsampling, negatives."""
 
     window_size: int = Field(2, ge=1, description="context words on each side of a target word")
-    num_ns: int = Field(4, ge=1, description="negatives per positive pair, unique per row and never the true word "
-                                             "(below vectorize.vocab_size)")
+    num_ns: int = Field(4, ge=1, description="negatives per positive pair, never the true word (below "
+                                             "vectorize.vocab_size); stored ones are unique within their row (the "
+                                             "tutorial's sampler), per_batch ones are drawn with replacement and may "
+                                             "repeat (word2vec.c)")
     negatives: Literal["per_batch", "stored"] = Field(
         "per_batch", description="per_batch: drawn on the device at every batch (word2vec.c; the examples hold "
                                  "positives only); stored: drawn here and written with each pair (the tutorial)")
