@@ -55,7 +55,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", self.server.redirect_to)
             self.end_headers()
             return
-        if self.path in ("/good.txt", "/flaky.txt", "/cut.txt"):
+        if self.path in ("/good.txt", "/flaky.txt", "/cut.txt", "/K%C3%A4se%20und%20Brot.txt"):
             self.send_response(200)
             self.send_header("Content-Length", str(len(BODY) * (2 if self.path == "/cut.txt" else 1)))
             self.end_headers()
@@ -104,6 +104,12 @@ def test_download_verifies_checksum_and_names_the_file(server: CorpusServer, tmp
     assert result.path == tmp_path / "out" / "good.txt"
     assert result.path.read_bytes() == BODY
     assert (result.source, result.attempts) == ("network", 1)
+
+
+def test_a_non_ascii_url_is_sent_percent_encoded_and_names_the_file_as_written(server: CorpusServer,
+                                                                               tmp_path: Path) -> None:
+    result = fetch_corpus(url(server, "Käse und Brot.txt"), tmp_path / "out")
+    assert result.path == tmp_path / "out" / "Käse und Brot.txt" and result.path.read_bytes() == BODY
 
 
 def test_checksum_mismatch_fails_and_leaves_nothing(server: CorpusServer, tmp_path: Path) -> None:

@@ -338,8 +338,19 @@ def _download_with_retries(
     raise AssertionError("unreachable")
 
 
+def ascii_url(url: str) -> str:
+    """`url` as HTTP sends it: a non-ASCII host in IDNA, other non-ASCII characters percent-encoded (as a
+    browser does with `https://de.wikipedia.org/wiki/Käse`)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = parts.netloc if host.isascii() else parts.netloc.replace(host, host.encode("idna").decode("ascii"))
+    safe = "/%:@!$&'()*+,;=~-._"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=urllib.parse.quote(parts.path, safe=safe),
+                                                  query=urllib.parse.quote(parts.query, safe=safe + "?")))
+
+
 def _download_once(url: str, dest: Path, timeout_seconds: float, policy: SourcePolicy | None) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "w2vpipe"})
+    request = urllib.request.Request(ascii_url(url), headers={"User-Agent": "w2vpipe"})
     try:
         with _opener(url, policy).open(request, timeout=timeout_seconds) as response, dest.open("wb") as out:
             expected = response.headers.get("Content-Length")
