@@ -1,6 +1,9 @@
 """Where each stage reads and writes, relative to the project root (the same paths as dvc.yaml)."""
 
+import json
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,18 +54,91 @@ def shard_dir(root: Path, index: int, validation: bool = False) -> Path:
     return root / (VALIDATION_DIR_NAME if validation else "") / shard_name(index)
 
 
+def check_shards(root: Path, check_shard: Callable[[Path], int], counted: int | None, what: str, fix: str) -> None:
+    """Every shard under `root` sound (`check_shard` gives its rows or raises), and as many rows in all as
+    the stage that wrote them counted (`counted`, when its stats.json has it): the one check of every
+    sharded input, before the work that reads it."""
+    rows = sum(check_shard(shard) for shard in sorted(root.glob(SHARD_GLOB)))
+    if counted is not None and rows != counted:
+        raise PipelineError(f"{root} holds {rows:,} {what} but its stats.json counts {counted:,}: {fix}")
+
+
 def check_example_shards(vocab_size: int, stats: dict[str, int]) -> None:
     """Every example shard sound, and as many rows as the examples stage counted (before TensorFlow loads)."""
     fix = f"rebuild the examples (dvc repro -f examples) or restore them (dvc checkout {EXAMPLES_DIR})"
     for validation, total in ((False, "pairs"), (True, "validation_pairs")):
         root = EXAMPLES_DIR / VALIDATION_DIR_NAME if validation else EXAMPLES_DIR
-        rows = sum(check_examples_shard(shard, vocab_size, fix) for shard in sorted(root.glob(SHARD_GLOB)))
-        if rows != stats.get(total, rows):
-            raise PipelineError(f"{root} holds {rows:,} examples but its stats.json counts {stats[total]:,}: {fix}")
+        check_shards(root, partial(check_examples_shard, vocab_size=vocab_size, fix=fix), stats.get(total),
+                     "examples", fix)
+
+
+def check_sentences_shard(directory: Path, vocab_size: int, fix: str) -> int:
+    """The lines of a vectorized shard, once it is found sound: both files readable flat int32 arrays,
+    every id inside the vocabulary, the lengths summing to the tokens. Memory-mapped: milliseconds a
+    shard, so a damaged file stops a stage before it draws examples from it."""
+    arrays = {}
+    for name in ("tokens", "lengths"):
+        path = directory / f"{name}.npy"
+        try:
+            arrays[name] = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise PipelineError(f"{path} is missing or damaged ({error}): {fix}") from None
+        if arrays[name].dtype != np.int32 or arrays[name].ndim != 1:
+            raise PipelineError(f"{path} holds {arrays[name].dtype} of shape {arrays[name].shape}, not the flat "
+                                f"int32 array the vectorize stage writes: {fix}")
+    tokens, lengths = arrays["tokens"], arrays["lengths"]
+    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise PipelineError(f"{directory / 'tokens.npy'} holds ids outside the vocabulary of {vocab_size} words (from "
+                            f"{int(tokens.min())} to {int(tokens.max())}): {fix}")
+    if lengths.size and int(lengths.min()) < 0:
+        raise PipelineError(f"{directory / 'lengths.npy'} holds negative line lengths: {fix}")
+    total = int(lengths.sum(dtype=np.int64))
+    if total != len(tokens):
+        raise PipelineError(f"{directory / 'lengths.npy'} gives its lines {total:,} tokens but tokens.npy holds "
+                            f"{len(tokens):,}: {fix}")
+    return len(lengths)
+
+
+def check_vectorized_shards(vocab_size: int, held_out: bool) -> None:
+    """Every vectorized shard sound (the held-out lines' too, with `held_out`), as many as the vectorize
+    stage made, holding as many lines as it counted: before examples are drawn from them."""
+    fix = f"rebuild them (dvc repro -f vectorize) or restore them (dvc checkout {VECTORIZED_DIR})"
+    stats_file = VECTORIZED_DIR / STATS_FILE_NAME
+    require_input(stats_file, "vectorize")
+    try:
+        stats = json.loads(stats_file.read_text())
+        shards, lines, held_out_lines = stats["shards"], stats["lines"], stats["validation_lines"]
+    except (OSError, ValueError, KeyError) as error:
+        raise PipelineError(f"{stats_file} is damaged ({error!r}): {fix}") from None
+    found = sorted(path.name for path in VECTORIZED_DIR.glob(SHARD_GLOB))
+    expected = [shard_name(index) for index in range(shards)]
+    if found != expected:
+        missing = [name for name in expected if name not in found] or ["none"]
+        unexpected = [name for name in found if name not in expected] or ["none"]
+        raise PipelineError(f"{VECTORIZED_DIR} does not hold the {shards} shards its stats.json counts (missing: "
+                            f"{', '.join(missing[:3])}; unexpected: {', '.join(unexpected[:3])}): {fix}")
+    check = partial(check_sentences_shard, vocab_size=vocab_size, fix=fix)
+    check_shards(VECTORIZED_DIR, check, lines, "lines", fix)
+    if held_out:
+        check_shards(VECTORIZED_DIR / VALIDATION_DIR_NAME, check, held_out_lines, "held-out lines", fix)
+
+
+def load_counts() -> np.ndarray:
+    """Each vocabulary entry's count in the training lines (the vectorize stage's counts.npy), checked."""
+    require_input(COUNTS_FILE, "vectorize")
+    fix = f"rebuild it (dvc repro -f vectorize) or restore it (dvc checkout {VECTORIZED_DIR})"
+    try:
+        counts = np.load(COUNTS_FILE)
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{COUNTS_FILE} is damaged ({error}): {fix}") from None
+    if counts.ndim != 1 or counts.dtype != np.int64 or len(counts) < 3 or counts.min() < 0:
+        raise PipelineError(f"{COUNTS_FILE} holds {counts.dtype} of shape {counts.shape}, not the vectorize stage's "
+                            f"counts (int64, one per token, none negative): {fix}")
+    return counts
 
 
 def load_embedding(vocabulary: list[str]) -> np.ndarray:
-    """The trained embedding, checked against the vocabulary it belongs to."""
+    """The trained embedding, checked against the vocabulary it belongs to, every value finite."""
     require_input(EMBEDDING_FILE, "train")
     try:
         weights = np.load(EMBEDDING_FILE)
@@ -73,6 +149,11 @@ def load_embedding(vocabulary: list[str]) -> np.ndarray:
         raise PipelineError(f"{EMBEDDING_FILE} has {len(weights):,} rows but {VOCABULARY_FILE} has "
                             f"{len(vocabulary):,} tokens: they come from different runs; restore both (dvc checkout) "
                             "or retrain (dvc repro -f train)")
+    finite = np.isfinite(weights).all(axis=1)
+    if not finite.all():
+        raise PipelineError(f"{EMBEDDING_FILE} holds NaN or infinite values in {np.count_nonzero(~finite):,} of its "
+                            f"{len(weights):,} rows: its training diverged; lower train.learning_rate and retrain "
+                            "(dvc repro train)")
     return weights
 
 

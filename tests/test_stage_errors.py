@@ -377,3 +377,79 @@ def test_training_that_raises_mid_way_fails_in_one_line_and_resumes(examples_mad
     assert result.returncode == 0 and "resumed after epoch" in result.stdout, result.stdout + result.stderr
     (resumed,) = runs(store)
     assert resumed.info.status == "FINISHED" and loss_steps(store, resumed.info.run_id) == list(range(epochs))
+
+
+def as_float(path: Path) -> None:
+    np.save(path, np.load(path).astype(np.float32))
+
+
+def shard_renamed(path: Path) -> None:
+    path.parent.rename(path.parent.with_name("shard-00001"))
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), [
+    ("tokens.npy", half_ids_out_of_range, "tokens.npy holds ids outside the vocabulary of"),
+    ("tokens.npy", cut_mid_file, "tokens.npy is missing or damaged"),
+    ("tokens.npy", first_half_only, "lengths.npy gives its lines 360 tokens but tokens.npy holds 180"),
+    ("lengths.npy", as_float, "lengths.npy holds float32 of shape (40,), not the flat int32 array"),
+    ("lengths.npy", shard_renamed, "does not hold the 1 shards its stats.json counts (missing: shard-00000; "
+                                   "unexpected: shard-00001)"),
+])
+def test_damaged_vectorized_shards_stop_training_and_examples_before_their_work(
+        examples_made: Path, tmp_path: Path, name: str, damage: Any, message: str) -> None:
+    """Training draws every epoch after the first from data/vectorized (examples.redraw_each_epoch): a damaged
+    shard there stops it before TensorFlow or MLflow load, as it stops the examples stage, not an IndexError an
+    epoch into training."""
+    workdir = tmp_path / "project"
+    shutil.copytree(examples_made, workdir)
+    damage(workdir / "data" / "vectorized" / "shard-00000" / name)
+    (tmp_path / "no-tf" / "tensorflow").mkdir(parents=True)
+    (tmp_path / "no-tf" / "tensorflow" / "__init__.py").write_text("raise ImportError('TensorFlow was loaded')\n")
+    result = stage(workdir, "train", PYTHONPATH=f"{tmp_path / 'no-tf'}{os.pathsep}{REPO_ROOT}")
+    line = one_line_error(result)
+    assert "data/vectorized" in line and message in line, line
+    assert "dvc repro -f vectorize" in line and "dvc checkout data/vectorized" in line
+    assert "Epoch" not in result.stdout and not (workdir / "mlflow.db").exists()
+    examples = (workdir / "data" / "examples" / "shard-00000" / "inputs.npy").read_bytes()
+    assert one_line_error(stage(workdir, "examples")) == line
+    assert (workdir / "data" / "examples" / "shard-00000" / "inputs.npy").read_bytes() == examples
+
+
+def test_a_diverging_training_stops_at_its_epoch_writes_no_model_and_is_not_resumed(examples_made: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A learning rate that blows the tables up: one line at the first epoch whose loss is NaN, no model, no
+    metrics, the MLflow run FAILED and its checkpoints gone; the rerun at a sane rate starts a new run."""
+    workdir = copy_project(examples_made, tmp_path / "project", 5)
+    set_params(workdir, train__learning_rate=100000.0)
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    result = stage(workdir, "train")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # The last line, and the only one of the stage's (MLflow's child logs that it made a fresh store).
+    assert [line for line in result.stderr.splitlines() if "mlflow.store.db.utils" not in line] == [
+        "error: training diverged at epoch 1 (loss nan): lower train.learning_rate (now 100000) and rerun"]
+    assert "Epoch 1/5" not in result.stdout  # stopped before the epoch was reported, logged or checkpointed
+    assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
+    assert not list(workdir.glob(".models.*.tmp")) and not list((workdir / ".w2v" / "checkpoints").iterdir())
+    (failed,) = runs(store)
+    assert failed.info.status == "FAILED" and loss_steps(store, failed.info.run_id) == []
+
+    set_params(workdir, train__learning_rate=0.03)
+    result = stage(workdir, "train")
+    assert result.returncode == 0 and "resumed" not in result.stdout, result.stdout + result.stderr
+    assert [run.info.status for run in runs(store)] == ["FAILED", "FINISHED"]
+    assert np.isfinite(np.load(workdir / "models" / "w2v_embedding.npy")).all()
+
+
+@pytest.mark.parametrize("name", ["export", "evaluate"])
+def test_an_embedding_with_nan_stops_export_and_evaluate(examples_made: Path, tmp_path: Path, name: str) -> None:
+    workdir = tmp_path / "project"
+    shutil.copytree(examples_made, workdir)
+    vocabulary = (workdir / "data" / "vectorized" / "vocab.txt").read_text().splitlines()
+    weights = np.ones((len(vocabulary), 8), np.float32)
+    weights[3, 1], weights[5, 0] = np.nan, np.inf
+    (workdir / "models").mkdir()
+    np.save(workdir / "models" / "w2v_embedding.npy", weights)
+    line = one_line_error(stage(workdir, name))
+    assert ("models/w2v_embedding.npy holds NaN or infinite values in 2 of its 10 rows: its training diverged; "
+            "lower train.learning_rate and retrain (dvc repro train)") in line
+    assert not (workdir / "exports").exists() and not (workdir / "metrics").exists()

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline import cluster, layout
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import SHARD_GLOB, atomic_dir, shard_name
+from w2vpipe.files import SHARD_GLOB, atomic_dir
 from w2vpipe.params import ExamplesParams, Params
 from w2vpipe.skipgrams import Examples, make_examples, save_examples
 from w2vpipe.vocabulary import Sentences, load_sentences
@@ -57,10 +57,9 @@ def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np
 
 
 def run(params: Params) -> str:
-    layout.require_input(layout.COUNTS_FILE, "vectorize")
-    layout.require_input(layout.VECTORIZED_DIR / shard_name(0), "vectorize")
+    counts = layout.load_counts()  # one per vocabulary entry
+    layout.check_vectorized_shards(len(counts), held_out=True)
     vectorized = sorted(layout.VECTORIZED_DIR.glob(SHARD_GLOB))
-    counts = np.load(layout.COUNTS_FILE)  # one per vocabulary entry
     if params.examples.num_ns >= len(counts):
         raise PipelineError(
             f"examples.num_ns={params.examples.num_ns} needs a larger vocabulary than the corpus gave "

@@ -28,6 +28,7 @@ from w2vpipe.params import Params, flatten
 from w2vpipe.skipgrams import Examples, load_examples_shard, noise_probabilities, word_counts
 from w2vpipe.training import (
     ExampleSource,
+    TrainingDiverged,
     check_trainable,
     example_shards,
     target_embedding_weights,
@@ -37,8 +38,7 @@ from w2vpipe.training import (
 
 def run(params: Params) -> str:
     # Cheap checks first: TensorFlow and MLflow take seconds to import.
-    layout.require_input(layout.COUNTS_FILE, "vectorize")
-    counts = np.load(layout.COUNTS_FILE)
+    counts = layout.load_counts()
     stats_file = layout.EXAMPLES_DIR / layout.STATS_FILE_NAME
     layout.require_input(stats_file, "examples")
     stats = json.loads(stats_file.read_text())
@@ -52,6 +52,8 @@ def run(params: Params) -> str:
         raise PipelineError("train.shared_negatives draws negatives per batch: set examples.negatives: per_batch, "
                             "or train.shared_negatives: 0")
     layout.check_example_shards(len(counts), stats)
+    if params.examples.redraw_each_epoch:  # every epoch after the first draws its examples from these
+        layout.check_vectorized_shards(len(counts), held_out=False)
     group = distributed.process_group_from_env()
     backend = params.train.effective_backend
     replicas = params.train.replicas if group is None else 1  # a group splits its batches instead
@@ -84,21 +86,25 @@ def run(params: Params) -> str:
             checkpoints.write_owner(checkpoint_dir, run_id=run_id, tensorboard_dir=str(tensorboard_dir))
 
         with atomic_dir(layout.MODEL_DIR) as out_dir:
-            result = train_word2vec(
-                shards,
-                pairs=stats["pairs"],
-                vocab_size=len(counts),
-                params=params.train,
-                num_ns=params.examples.num_ns,
-                noise=noise(params, counts),
-                tensorboard_dir=tensorboard_dir,
-                on_epoch_end=mlflow_run.log_epoch,
-                before_fit=claim_run,
-                validation=validation,
-                # A group's other processes keep no checkpoints, so a group starts over rather than resume.
-                checkpoint_dir=checkpoint_dir if group is None else None,
-                placement=placement,
-            )
+            try:
+                result = train_word2vec(
+                    shards,
+                    pairs=stats["pairs"],
+                    vocab_size=len(counts),
+                    params=params.train,
+                    num_ns=params.examples.num_ns,
+                    noise=noise(params, counts),
+                    tensorboard_dir=tensorboard_dir,
+                    on_epoch_end=mlflow_run.log_epoch,
+                    before_fit=claim_run,
+                    validation=validation,
+                    # A group's other processes keep no checkpoints, so a group starts over rather than resume.
+                    checkpoint_dir=checkpoint_dir if group is None else None,
+                    placement=placement,
+                )
+            except TrainingDiverged:
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a rerun starts over rather than diverge again
+                raise
             save_model(result.model, out_dir / layout.MODEL_FILE.name)
             np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
             if result.first_epoch:
@@ -110,7 +116,8 @@ def run(params: Params) -> str:
             mlflow_run.log_artifact(out_dir / layout.MODEL_FILE.name, "model")
             mlflow_run.log_artifact(tensorboard_dir, "tensorboard")
             mlflow_run.tag_embedding(out_dir / layout.EMBEDDING_FILE.name)
-        write_history(result.history)
+            # Before the new model takes the old one's place: metrics/ never describes another model than models/.
+            write_history(result.history)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     unchanged = tracking.track_unchanged_outputs(layout.EMBEDDING_FILE)
     if unchanged:

@@ -1,6 +1,9 @@
 """Stage 2: the tutorial's TextVectorization, shard by shard on a Dask cluster: the vocabulary, per-word
-counts and the integer sentences, in shards of `vectorize.shard_lines` lines (memory stays bounded), the
-held-out lines (`vectorize.validation_fraction`) apart under validation/.
+counts and the integer sentences, in shards of `vectorize.shard_lines` lines or 16 MiB of text, whichever
+comes first (memory stays bounded), the held-out lines (`vectorize.validation_fraction`) apart under
+validation/. A line of more than 10,000 words is cut at whitespace into pieces of 10,000 words, each a
+line of its own (gensim's MAX_WORDS_IN_BATCH; `vocabulary.cut_line`, `w2vpipe.corpus_shards`): the
+summary says how many were.
 
 Two passes over the shards, each shard a task: (1) count the tokens of its training lines; the counts
 are summed here and give the vocabulary `TextVectorization.adapt` gives (`w2vpipe.tokens`); (2) turn
@@ -22,7 +25,7 @@ from w2vpipe.corpus_shards import ShardRange, find_shards, read_shard_lines
 from w2vpipe.files import atomic_dir, shard_name
 from w2vpipe.params import Params
 from w2vpipe.tokens import count_tokens, token_index, vectorize_lines, vocabulary_from_counts
-from w2vpipe.vocabulary import save_sentences, save_vocabulary, split_block
+from w2vpipe.vocabulary import MAX_LINE_WORDS, save_sentences, save_vocabulary, split_block
 
 # A compressed corpus is decompressed here (inside the stage's temporary output folder) for the workers.
 DECOMPRESSED_NAME = ".corpus.txt"
@@ -88,6 +91,8 @@ def run(params: Params) -> str:
         seconds = time.perf_counter() - started - shards.startup_seconds
         workers = shards.describe()
     shape = f"{settings.sequence_length} tokens" if settings.sequence_length else "whole lines"
+    cut = (f"; {found.long_lines:,} line{'s' if found.long_lines != 1 else ''} of more than {MAX_LINE_WORDS:,} words "
+           f"cut at whitespace into lines of {MAX_LINE_WORDS:,} (as gensim cuts them)" if found.long_lines else "")
     return (f"{lines:,} lines ({shape}) and {held_out:,} held out, {stats['words']:,} words in {stats['shards']} "
-            f"shards, vocabulary of {len(vocabulary):,} tokens; {workers}; made in {seconds:.3f} s "
+            f"shards, vocabulary of {len(vocabulary):,} tokens{cut}; {workers}; made in {seconds:.3f} s "
             f"({stats['words'] / seconds:,.0f} words/s)")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from w2vpipe.errors import disk_full_as_one_line
+
 # A shard is a directory of plain .npy arrays: loading one costs a fraction of a millisecond,
 # a third of what an .npz (a zip archive) costs, and arrays can be memory-mapped.
 SHARD_GLOB = "shard-[0-9]*"
@@ -26,19 +28,22 @@ def _umask() -> int:
 def atomic_file(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only on success.
 
-    The temporary name keeps `final`'s suffix, because some writers (Keras) insist on it.
+    The temporary name keeps `final`'s suffix, because some writers (Keras) insist on it. A full disk
+    is one line naming `final`, and leaves no temporary file.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp makes owner-only files; outputs get the usual permissions.
-    tmp.chmod(0o666 & ~_umask())
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with disk_full_as_one_line(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        # mkstemp makes owner-only files; outputs get the usual permissions.
+        tmp.chmod(0o666 & ~_umask())
+        try:
+            with disk_full_as_one_line(final, temporary=tmp):
+                yield tmp
+                os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -46,25 +51,28 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary directory beside `final`; swap it in for `final` on success.
 
     Leftovers of a process killed mid-write (`kill -9` runs no cleanup) are removed first: DVC runs one
-    stage at a time in a checkout, so no other writer owns them.
+    stage at a time in a checkout, so no other writer owns them. A full disk is one line naming the file
+    being written (or `final`), and leaves no temporary folder.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in final.parent.glob(f".{final.name}.*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    tmp.chmod(0o777 & ~_umask())
-    try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with disk_full_as_one_line(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in final.parent.glob(f".{final.name}.*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        tmp.chmod(0o777 & ~_umask())
+        try:
+            with disk_full_as_one_line(final, temporary=tmp):
+                yield tmp
+            if final.exists():
+                old = final.with_name(f".{final.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def shard_name(index: int) -> str:

@@ -10,8 +10,10 @@ pipeline (TensorFlow only). Both keep the same epochs, callbacks, checkpoints an
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
+import math
 import shutil
 import socket
 import time
@@ -25,7 +27,7 @@ import numpy as np
 
 from w2vpipe.backend import import_keras, import_tensorflow
 from w2vpipe.distributed import Placement
-from w2vpipe.errors import PipelineError
+from w2vpipe.errors import PipelineError, disk_full_as_one_line
 from w2vpipe.files import SHARD_GLOB
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import Examples, load_examples_shard
@@ -56,6 +58,31 @@ class TrainResult:
     steps_per_epoch: int
     fit_seconds: float  # the training loop's wall time, XLA compilation and callbacks included
     first_epoch: int = 0  # where this process began: a resumed training skips the finished epochs
+
+
+class TrainingDiverged(PipelineError):
+    """The loss or the tables turned NaN or infinite: nothing of this training is worth keeping, its
+    checkpoints included (a resumed training would diverge again)."""
+
+
+def check_epoch(epoch: int, logs: dict[str, float], learning_rate: float) -> None:
+    """Stop at the end of the first epoch whose loss (or held-out loss) is NaN or infinite: SGD does not
+    come back from it, and the epoch's sums are at hand, so the check costs nothing."""
+    if not all(math.isfinite(value) for value in logs.values()):
+        losses = ", ".join(f"{name} {logs[name]:.4g}" for name in ("loss", "val_loss") if name in logs)
+        raise TrainingDiverged(f"training diverged at epoch {epoch + 1} ({losses}): lower train.learning_rate "
+                               f"(now {learning_rate:g}) and rerun")
+
+
+def check_tables(model: Word2Vec, epochs: int, learning_rate: float) -> None:
+    """Once, after the last epoch: every value of both tables finite (a step can overflow a row that no
+    loss of the epoch showed)."""
+    for name, table in (("target", model.target_embedding.embeddings), ("context", model.context_embedding.embeddings)):
+        broken = ~np.isfinite(np.asarray(table)).all(axis=1)
+        if broken.any():
+            raise TrainingDiverged(f"training diverged: after epoch {epochs}, {np.count_nonzero(broken):,} rows of the "
+                                   f"{name} embedding are NaN or infinite: lower train.learning_rate (now "
+                                   f"{learning_rate:g}) and rerun")
 
 
 def check_trainable(pairs: int, params: TrainParams) -> None:
@@ -255,6 +282,30 @@ def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
     keras = import_keras()
     history_file = checkpoint_dir / HISTORY_FILE_NAME
 
+    class Backup(keras.callbacks.BackupAndRestore):
+        """Keras's checkpoints, the weights' HDF5 file made in memory and written whole by Python, atomically:
+        HDF5 that meets a full disk mid-write leaves its file open, and its failing close, as late as the
+        interpreter's exit, crashed the process (measured on a full tmpfs). The files are Keras's own, which
+        `resume_point` loads."""
+
+        def _save_model(self) -> None:
+            from keras.src.saving import saving_lib
+
+            weights = io.BytesIO()
+            store = saving_lib.H5IOStore(weights, mode="w")
+            saving_lib._save_state(self.model, weights_store=store, assets_store=None, inner_path="",
+                                   visited_saveables=set())
+            store.close()
+            Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+            for path in (self._weights_path, self._training_metadata_path):
+                if Path(path).is_file():  # the previous epoch's, in case this one is cut short (double_checkpoint)
+                    with atomic_file(Path(f"{path}.bkp")) as tmp:
+                        shutil.copyfile(path, tmp)
+            with atomic_file(Path(self._weights_path)) as tmp:
+                tmp.write_bytes(weights.getbuffer())
+            with atomic_file(Path(self._training_metadata_path)) as tmp:
+                tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
     def keep_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
         earlier = json.loads(history_file.read_text())[:epoch] if history_file.is_file() else []
         with atomic_file(history_file) as tmp:
@@ -262,7 +313,7 @@ def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return [keras.callbacks.LambdaCallback(on_epoch_end=keep_epoch),
-            keras.callbacks.BackupAndRestore(str(checkpoint_dir / BACKUP_DIR_NAME), double_checkpoint=True)]
+            Backup(str(checkpoint_dir / BACKUP_DIR_NAME), double_checkpoint=True)]
 
 
 def gpu_count() -> int:
@@ -367,6 +418,7 @@ def train_word2vec(
     started = time.perf_counter()
     history = fit(model, run, template=first, num_contexts=num_contexts)
     fit_seconds = time.perf_counter() - started
+    check_tables(model, params.epochs, params.effective_learning_rate)
     return TrainResult(
         model=model,
         history=saved_history(checkpoint_dir) if checkpoint_dir is not None else history,
@@ -462,6 +514,7 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
                 loss, correct = evaluate(tables, *held_out_on_device)
                 logs.update(val_loss=float(place.to_host(loss)) / batches,
                             val_accuracy=float(place.to_host(correct)) / (batches * batch))
+            check_epoch(epoch, logs, params.effective_learning_rate)  # before this epoch is checkpointed
             callbacks_done.result()  # the last epoch's, and any error they raised
             began.result()
             for variable, table in zip(embeddings, tables, strict=True):
@@ -485,9 +538,12 @@ def fit_with_keras(model: Word2Vec, run: Run, template: Examples, num_contexts: 
     dataset = make_dataset(run.shards, params.batch_size, run.steps_per_epoch, params.seed, num_contexts,
                            template=template, first_epoch=run.first_epoch, failures=input_failures)
     validation_dataset = make_validation_dataset(run.validation, params.batch_size, num_contexts)
+    # First, so that a diverged epoch is never checkpointed.
+    diverged = import_keras().callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: check_epoch(
+        epoch, {name: float(value) for name, value in (logs or {}).items()}, params.effective_learning_rate))
     try:
         history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=run.steps_per_epoch,
-                            callbacks=run.callbacks, verbose=run.verbose, shuffle=False,
+                            callbacks=[diverged, *run.callbacks], verbose=run.verbose, shuffle=False,
                             validation_data=validation_dataset)
     except Exception:
         if input_failures:  # the input's own error, not TensorFlow's wrapping of it
@@ -512,23 +568,27 @@ def tensorboard_callbacks(log_dir: Path) -> list[Any]:
     class EpochScalars(import_keras().callbacks.Callback):
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             self.files, self.writers = [], {}
-            for split in ("train", "validation"):
-                (log_dir / split).mkdir(parents=True, exist_ok=True)
-                events = (log_dir / split / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}").open("wb")
-                self.files.append(events)
-                self.writers[split] = RecordWriter(events)
-                self.write(split, Event(wall_time=time.time(), file_version="brain.Event:2"))
+            with disk_full_as_one_line(log_dir):
+                for split in ("train", "validation"):
+                    (log_dir / split).mkdir(parents=True, exist_ok=True)
+                    name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}"
+                    events = (log_dir / split / name).open("wb")
+                    self.files.append(events)
+                    self.writers[split] = RecordWriter(events)
+                    self.write(split, Event(wall_time=time.time(), file_version="brain.Event:2"))
 
         def write(self, split: str, event: Any) -> None:
             self.writers[split].write(event.SerializeToString())
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            for name, value in (logs or {}).items():
-                split, tag = ("validation", name.removeprefix("val_")) if name.startswith("val_") else ("train", name)
-                summary = Summary(value=[Summary.Value(tag=f"epoch_{tag}", simple_value=float(value))])
-                self.write(split, Event(wall_time=time.time(), step=epoch, summary=summary))
-            for events in self.files:
-                events.flush()
+            with disk_full_as_one_line(log_dir):
+                for name, value in (logs or {}).items():
+                    split, tag = ("validation", name.removeprefix("val_")) if name.startswith("val_") else ("train",
+                                                                                                          name)
+                    summary = Summary(value=[Summary.Value(tag=f"epoch_{tag}", simple_value=float(value))])
+                    self.write(split, Event(wall_time=time.time(), step=epoch, summary=summary))
+                for events in self.files:
+                    events.flush()
 
         def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
             for events in self.files:

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 PAD_TOKEN = ""
 UNKNOWN_TOKEN = "[UNK]"  # TextVectorization's out-of-vocabulary token, id 1
+# gensim's MAX_WORDS_IN_BATCH: the longest sentence it trains on; longer lines are cut into pieces this long.
+MAX_LINE_WORDS = 10_000
+# Where words end: ASCII whitespace, where `bytes.split()` and TextVectorization split (line ends included).
+WORD_BREAKS = np.zeros(256, dtype=bool)
+WORD_BREAKS[list(b" \t\n\v\f\r")] = True
 Line = TypeVar("Line", str, bytes)
 
 
@@ -51,15 +56,31 @@ def custom_standardization(input_data: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(lowercase, f"[{re.escape(string.punctuation)}]", "")
 
 
+def cut_line(line: bytes) -> list[bytes]:
+    """`line` in pieces of `MAX_LINE_WORDS` words, each piece beginning at a word (the last one holds the
+    rest), as the vectorize stage cuts it (`corpus_shards`). A line too short to hold more words is itself."""
+    if len(line) < 2 * MAX_LINE_WORDS + 1:  # n words take at least 2n - 1 bytes
+        return [line]
+    breaks = WORD_BREAKS[np.frombuffer(line, dtype=np.uint8)]
+    word_starts = np.flatnonzero(~breaks & np.concatenate([[True], breaks[:-1]]))
+    bounds = [0, *word_starts[MAX_LINE_WORDS::MAX_LINE_WORDS].tolist(), len(line)]
+    return [line[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def iter_line_blocks(corpus_path: Path, block_lines: int) -> Iterator[list[str]]:
-    """The corpus's non-empty lines, split as `tf.data.TextLineDataset` splits them, `block_lines`
-    at a time: memory stays bounded whatever the corpus size."""
+    """The corpus's non-empty lines, split as `tf.data.TextLineDataset` splits them, a line of more than
+    `MAX_LINE_WORDS` words cut into pieces (`cut_line`), `block_lines` at a time: the lines the pipeline
+    trains on, read as text (each line whole: the tests' reference reader; the stage reads byte ranges,
+    `corpus_shards`)."""
     block: list[str] = []
     with open_corpus_text(corpus_path) as corpus:
         for raw in corpus:
             line = raw.removesuffix("\n").removesuffix("\r")
-            if line:
-                block.append(line)
+            # Words are split at ASCII whitespace, one character each: a line of fewer characters holds no cut.
+            pieces = ([piece.decode("utf-8") for piece in cut_line(line.encode("utf-8"))]
+                      if len(line) > 2 * MAX_LINE_WORDS else [line] if line else [])
+            for piece in pieces:
+                block.append(piece)
                 if len(block) == block_lines:
                     yield block
                     block = []
