@@ -43,7 +43,7 @@ def test_scores_come_with_their_coverage(trained: tuple[Path, dict[str, str]]) -
         assert metrics[name]["pairs"] > 10
         assert -1 <= metrics[name]["spearman"] <= 1
     assert metrics["analogies"]["questions"] > 100 and 0 <= metrics["analogies"]["accuracy"] <= 1
-    assert metrics["analogies"]["coverage"] == pytest.approx(metrics["analogies"]["questions"] / 19544)
+    assert metrics["analogies"]["coverage"] == round(metrics["analogies"]["questions"] / 19544, 6)  # as written
     assert "wordsim353" in outputs["evaluate"] and "analogies" in outputs["evaluate"]
 
 
