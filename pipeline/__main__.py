@@ -21,7 +21,7 @@ import sys
 import time
 
 from pipeline import compare, layout, query, recipes
-from w2vpipe.errors import PipelineError
+from w2vpipe.errors import PipelineError, disk_full_as_one_line
 
 
 def _run_stage(stage: str) -> None:
@@ -30,7 +30,9 @@ def _run_stage(stage: str) -> None:
     started = time.perf_counter()
     params = load_params(layout.PARAMS_FILE)
     print(f"[{stage}] starting", flush=True)
-    summary = importlib.import_module(f"pipeline.stages.{stage}").run(params)
+    # A full disk anywhere in the stage (its outputs, checkpoints, the outbox) is one line naming the file.
+    with disk_full_as_one_line(f"the {stage} stage's files"):
+        summary = importlib.import_module(f"pipeline.stages.{stage}").run(params)
     print(f"[{stage}] done in {time.perf_counter() - started:.2f} s: {summary}", flush=True)
 
 

@@ -26,6 +26,12 @@ OUTCOMES = {"ran": "ran", "skipped": "up to date", "unchanged": "up to date", "f
             "restored": "restored from DVC's run cache"}
 # How DVC names the stage that failed.
 FAILED_STAGE = re.compile(r"failed to reproduce '([^']+)'")
+# DVC's own error on a full disk (ENOSPC, or EDQUOT for a quota): copying an output into its cache, or
+# writing its lock and temporary files.
+DISK_FULL = re.compile(r"\[Errno (28|122)\]|No space left on device|Disk quota exceeded")
+DISK_FULL_FIX = ("DVC ran out of disk space (copying outputs into its cache, or writing .dvc/tmp): dvc.lock may name "
+                 "outputs its cache lacks; free space, then `dvc commit -f` and `dvc gc -w -f` (which removes "
+                 "half-copied files); should DVC then say 'Unable to read RWLock-file', delete .dvc/tmp/rwlock")
 # DVC's lines that say nothing to someone watching a run.
 DVC_CHATTER = re.compile(r"^(Generating|Updating) lock file|^> |^WARNING: No file hash info found|"
                          r"^To apply the results|^\s+dvc exp apply <exp>|^Use `dvc push`")
@@ -85,14 +91,17 @@ class DvcProcess:
             raise PipelineError(f"stage {stage} failed: {self.failure()}")
 
     def failure(self) -> str:
-        """The stage's own one-line error if it printed one, else DVC's."""
+        """The stage's own one-line error if it printed one, else DVC's (a full disk's with its fix)."""
         own = [line.removeprefix("error: ") for line in self.errors if line.startswith("error:")]
+        if not own and any(DISK_FULL.search(line) for line in self.errors):
+            return DISK_FULL_FIX
         return (own or [line.removeprefix("ERROR: ") for line in self.errors] or
                 [f"{self.command} exited with {self._process.returncode}"])[-1]
 
     def wait(self) -> None:
-        """Wait for DVC to end; raise with its error line if it failed."""
-        if self._process.wait() != 0:
+        """Wait for DVC to end; raise with its error line if it failed, or if it ran out of disk space (an
+        output that it could not copy into its cache is recorded in dvc.lock all the same, and DVC goes on)."""
+        if self._process.wait() != 0 or any(DISK_FULL.search(line) for line in self.errors):
             raise PipelineError(f"{self.command} failed: {self.failure()}")
 
     def stop(self) -> None:

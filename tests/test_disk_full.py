@@ -112,3 +112,22 @@ def test_a_disk_filling_up_mid_training_stops_it_in_one_line_and_the_rerun_resum
     line = one_line_error(stage(workdir, "export", MLFLOW_TRACKING_URI=store))
     assert line.startswith("error: no space left on device while writing exports")
     assert not (workdir / "exports").exists() and not leftovers(workdir)
+
+
+def test_a_dvc_cache_that_fills_up_stops_the_repro_in_one_line_saying_how_to_recover(small_disk: Path,
+                                                                                    tmp_path: Path) -> None:
+    from conftest import make_project_copy, run, tool_env
+
+    project = make_project_copy(tmp_path / "project")
+    run(["dvc", "cache", "dir", str(small_disk)], project)  # the cache on the 8 MiB disk, the workspace not
+    with fill(small_disk).open("r+b") as filler:  # room for DVC's own small files, not for the 1 MiB corpus
+        filler.truncate(filler.seek(0, os.SEEK_END) - (256 << 10))
+    follow = ("from pipeline.dvc_run import DvcProcess, follow\n"
+              "from w2vpipe.errors import PipelineError\n"
+              "try:\n    follow(DvcProcess(['repro', 'download']), print)\n"
+              "except PipelineError as error:\n    print('error:', error)\n")
+    output = run(["python", "-c", follow], project, tool_env()).stdout
+    (line,) = [line for line in output.splitlines() if line.startswith("error:")]
+    assert "failed to transfer" in output  # DVC went on after it, and wrote dvc.lock
+    assert "DVC ran out of disk space" in line
+    assert "`dvc commit -f`" in line and "`dvc gc -w -f`" in line
