@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import SHARD_GLOB, shard_name
+from w2vpipe.files import SHARD_GLOB, check_ids, mapped_arrays, shard_name
 from w2vpipe.skipgrams import check_examples_shard
 
 PARAMS_FILE = Path("params.yaml")
@@ -76,20 +76,13 @@ def check_sentences_shard(directory: Path, vocab_size: int, fix: str) -> int:
     """The lines of a vectorized shard, once it is found sound: both files readable flat int32 arrays,
     every id inside the vocabulary, the lengths summing to the tokens. Memory-mapped: milliseconds a
     shard, so a damaged file stops a stage before it draws examples from it."""
-    arrays = {}
-    for name in ("tokens", "lengths"):
-        path = directory / f"{name}.npy"
-        try:
-            arrays[name] = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as error:
-            raise PipelineError(f"{path} is missing or damaged ({error}): {fix}") from None
-        if arrays[name].dtype != np.int32 or arrays[name].ndim != 1:
-            raise PipelineError(f"{path} holds {arrays[name].dtype} of shape {arrays[name].shape}, not the flat "
+    arrays = mapped_arrays(directory, ("tokens", "lengths"), fix)
+    for name, array in arrays.items():
+        if array.dtype != np.int32 or array.ndim != 1:
+            raise PipelineError(f"{directory / name}.npy holds {array.dtype} of shape {array.shape}, not the flat "
                                 f"int32 array the vectorize stage writes: {fix}")
     tokens, lengths = arrays["tokens"], arrays["lengths"]
-    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
-        raise PipelineError(f"{directory / 'tokens.npy'} holds ids outside the vocabulary of {vocab_size} words (from "
-                            f"{int(tokens.min())} to {int(tokens.max())}): {fix}")
+    check_ids(directory / "tokens.npy", tokens, vocab_size, fix)
     if lengths.size and int(lengths.min()) < 0:
         raise PipelineError(f"{directory / 'lengths.npy'} holds negative line lengths: {fix}")
     total = int(lengths.sum(dtype=np.int64))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from w2vpipe.errors import disk_full_as_one_line
+from w2vpipe.errors import PipelineError, disk_full_as_one_line
 
 # A shard is a directory of plain .npy arrays: loading one costs a fraction of a millisecond,
 # a third of what an .npz (a zip archive) costs, and arrays can be memory-mapped.
@@ -89,3 +89,23 @@ def save_shard(directory: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load_shard(directory: Path, names: tuple[str, ...]) -> list[np.ndarray]:
     return [np.load(directory / f"{name}.npy") for name in names]
+
+
+def mapped_arrays(directory: Path, names: tuple[str, ...], fix: str) -> dict[str, np.ndarray]:
+    """A shard's `NAME.npy` files, memory-mapped (milliseconds, whatever their size); one that is missing or
+    unreadable is one line naming it and `fix`."""
+    arrays = {}
+    for name in names:
+        path = directory / f"{name}.npy"
+        try:
+            arrays[name] = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise PipelineError(f"{path} is missing or damaged ({error}): {fix}") from None
+    return arrays
+
+
+def check_ids(path: Path, ids: np.ndarray, vocab_size: int, fix: str) -> None:
+    """One line naming `path` and `fix` when an id lies outside the vocabulary."""
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise PipelineError(f"{path} holds ids outside the vocabulary of {vocab_size} words (from {int(ids.min())} "
+                            f"to {int(ids.max())}): {fix}")

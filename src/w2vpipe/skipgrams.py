@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from w2vpipe.errors import PipelineError
-from w2vpipe.files import load_shard, save_shard
+from w2vpipe.files import check_ids, load_shard, mapped_arrays, save_shard
 
 PAD_ID = 0
 UNKNOWN_ID = 1  # TextVectorization's [UNK], right after padding
@@ -324,17 +324,9 @@ def save_examples(examples: Examples, directory: Path) -> None:
 def check_examples_shard(directory: Path, vocab_size: int, fix: str) -> int:
     """The rows of a shard, once it is found sound: both files readable, rows alike, every id inside the
     vocabulary. Memory-mapped: milliseconds a shard, so a damaged file stops a stage before it trains."""
-    arrays = {}
-    for name in ("inputs", "outputs"):
-        path = directory / f"{name}.npy"
-        try:
-            arrays[name] = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as error:
-            raise PipelineError(f"{path} is missing or damaged ({error}): {fix}") from None
-        array = arrays[name]
-        if array.size and (int(array.min()) < 0 or int(array.max()) >= vocab_size):
-            raise PipelineError(f"{path} holds ids outside the vocabulary of {vocab_size} words (from "
-                                f"{int(array.min())} to {int(array.max())}): {fix}")
+    arrays = mapped_arrays(directory, ("inputs", "outputs"), fix)
+    for name, array in arrays.items():
+        check_ids(directory / f"{name}.npy", array, vocab_size, fix)
     if len(arrays["inputs"]) != len(arrays["outputs"]):
         raise PipelineError(f"{directory} has {len(arrays['inputs']):,} input rows but {len(arrays['outputs']):,} "
                             f"output rows: {fix}")
