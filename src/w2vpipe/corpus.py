@@ -212,22 +212,25 @@ def _peer_checked(connection_class: type[_PeerCheckedConnection], policy: Source
     return connection
 
 
-class _PeerCheckedHTTPHandler(urllib.request.HTTPHandler):
+class _PeerCheckedHandler:
+    """urllib's HTTP or HTTPS handler (the class it is mixed into), its connections peer-checked."""
+
     def __init__(self, policy: SourcePolicy, url: str) -> None:
         super().__init__()
         self.policy, self.url = policy, url
 
     def do_open(self, http_class: Any, req: urllib.request.Request, **options: Any) -> http.client.HTTPResponse:
-        return super().do_open(_peer_checked(_PeerCheckedConnection, self.policy, self.url), req, **options)
+        checked = (_PeerCheckedHTTPSConnection if issubclass(http_class, http.client.HTTPSConnection)
+                   else _PeerCheckedConnection)
+        return super().do_open(_peer_checked(checked, self.policy, self.url), req, **options)  # type: ignore[misc]
 
 
-class _PeerCheckedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, policy: SourcePolicy, url: str) -> None:
-        super().__init__()
-        self.policy, self.url = policy, url
+class _PeerCheckedHTTPHandler(_PeerCheckedHandler, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: urllib.request.Request, **options: Any) -> http.client.HTTPResponse:
-        return super().do_open(_peer_checked(_PeerCheckedHTTPSConnection, self.policy, self.url), req, **options)
+
+class _PeerCheckedHTTPSHandler(_PeerCheckedHandler, urllib.request.HTTPSHandler):
+    pass
 
 
 class _CheckedRedirectHandler(urllib.request.HTTPRedirectHandler):
