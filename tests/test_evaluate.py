@@ -87,3 +87,22 @@ def test_evaluation_lands_in_the_training_runs_mlflow_record(trained: tuple[Path
     assert len(client.get_metric_history(run_id, "val_loss")) == 3
     artifacts = {artifact.path for artifact in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/neighbours.json", "evaluation/neighbours_table.json", "evaluation/evaluate.json"} <= artifacts
+
+
+def test_a_vocabulary_that_covers_no_pair_scores_none_instead_of_failing() -> None:
+    import numpy as np
+
+    from w2vpipe.evaluation import evaluate_embeddings, flat_metrics
+
+    # A corpus of another language (or of ids): no WordSim353, SimLex-999 or analogy word in its vocabulary.
+    vocabulary = ["", "[UNK]", *(f"w{index}" for index in range(50))]
+    weights = np.random.default_rng(0).normal(size=(len(vocabulary), 8)).astype(np.float32)
+    evaluation = evaluate_embeddings(vocabulary, weights, ["w1", "king"], top=3)
+    metrics = evaluation.metrics()
+    for name in ("wordsim353", "simlex999"):
+        assert metrics[name] == {"spearman": None, "pearson": None, "coverage": 0.0, "pairs": 0}
+    assert metrics["analogies"]["accuracy"] is None and metrics["analogies"]["questions"] == 0
+    assert set(flat_metrics(metrics)) == {"wordsim353_coverage", "wordsim353_pairs", "simlex999_coverage",
+                                          "simlex999_pairs", "analogies_coverage", "analogies_questions"}
+    assert "wordsim353 n/a" in evaluation.summary()
+    assert [near.word for near in evaluation.neighbours["w1"]] and evaluation.missing_probes == ["king"]
