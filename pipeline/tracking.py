@@ -557,15 +557,19 @@ def update_champion(client: MlflowClient, run_id: str) -> str | None:
     return f"{MODEL_NAME} version {version.version} ({CHAMPION_METRIC} {score:.4f}) is now @{CHAMPION_ALIAS}"
 
 
+def _run_record(embedding_sha256: str) -> Path:
+    return layout.project_root() / RUN_RECORDS_DIR / embedding_sha256
+
+
 def remember_run(embedding_sha256: str, run_id: str) -> None:
     """Note on disk which run trained the embedding, for the stages that track into it while the store is down."""
-    record = layout.project_root() / RUN_RECORDS_DIR / embedding_sha256
+    record = _run_record(embedding_sha256)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(run_id, encoding="utf-8")
 
 
 def _remembered_run(embedding_sha256: str) -> str | None:
-    record = layout.project_root() / RUN_RECORDS_DIR / embedding_sha256
+    record = _run_record(embedding_sha256)
     return record.read_text(encoding="utf-8").strip() if record.is_file() else None
 
 
@@ -581,9 +585,7 @@ def track_outputs(embedding_file: Path, requests: list[list[Any]]) -> str:
         os.environ.setdefault(key, value)
     run_id, done = _remembered_run(embedding_sha256), 0
     try:
-        check_store()
-        for line in send_outboxes():
-            print(line, flush=True)
+        prepare_store()
         found = _newest_run_tagged(EMBEDDING_TAG, embedding_sha256)
         if found is None:
             return "no MLflow run to add them to (train's run is gone)"
