@@ -4,7 +4,7 @@ Reads lines with the tutorial's standardization (lowercase, strip ASCII punctuat
 `vocab_size - 2` most frequent words (the pipeline's vocabulary less padding and [UNK]), and
 trains skip-gram with negative sampling. Prints one JSON object.
 
-    python bench/gensim_word2vec.py CORPUS [--epochs 20] [--dim 128] [--window 2] [--negative 4] [--evaluate]
+    python bench/gensim_word2vec.py CORPUS [--epochs 20] [--dim 128] [--window 2] [--negative 4] [--evaluate] [--min-count 5] [--save FILE]
 
 With --evaluate, the vectors are also scored by the pipeline's evaluation code (WordSim353, SimLex-999,
 analogies), as its evaluate stage scores its own.
@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2)
     parser.add_argument("--negative", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--min-count", type=int, help="keep the words seen this often instead (no --vocab-size)")
+    parser.add_argument("--save", help="save the vectors here (word2vec binary format), timed")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--evaluate", action="store_true")
     args = parser.parse_args()
@@ -44,19 +46,23 @@ def main() -> None:
 
     corpus = sentences(args.corpus)
     read = time.perf_counter()
-    model = Word2Vec(vector_size=args.dim, window=args.window, negative=args.negative, sg=1, min_count=1,
-                     max_final_vocab=args.vocab_size - 2, workers=args.workers, seed=42)
+    model = Word2Vec(vector_size=args.dim, window=args.window, negative=args.negative, sg=1, min_count=args.min_count or 1,
+                     max_final_vocab=None if args.min_count else args.vocab_size - 2, workers=args.workers, seed=42)
     model.build_vocab(corpus)
     vocab = time.perf_counter()
     effective, raw = model.train(corpus, total_examples=model.corpus_count, epochs=args.epochs)
     trained = time.perf_counter()
+    if args.save:
+        model.wv.save_word2vec_format(args.save, binary=True)
+    saved = time.perf_counter()
     scores = {}
     if args.evaluate:
         from w2vpipe.evaluation import evaluate_keyed_vectors
 
         scores = evaluate_keyed_vectors(model.wv, []).metrics()
     print(json.dumps({
-        "read": read - started, "vocab": vocab - read, "train": trained - vocab, "total": trained - started,
+        "read": read - started, "vocab": vocab - read, "train": trained - vocab, "save": saved - trained,
+        "total": saved - started,
         "raw_words": raw, "effective_words": effective, "vocab_size": len(model.wv),
         "corpus_words": sum(map(len, corpus)), "scores": scores,
     }))

@@ -56,15 +56,14 @@ def run(params: Params) -> str:
         layout.check_vectorized_shards(len(counts), held_out=False)
     group = distributed.process_group_from_env()
     backend = params.train.effective_backend
-    replicas = params.train.replicas if group is None else 1  # a group splits its batches instead
-    select_backend(backend, cpu_devices=replicas)
+    select_backend(backend)
     if group is not None:
         distributed.join(group, backend)
         if group.index:
             return train_in_group(params, counts, stats, group, distributed.placement(group, backend))
     tracking.check_store()
     cache_compiled_programs()
-    placement = distributed.placement(group, backend, replicas)
+    placement = distributed.placement(group, backend, params.train.cores)
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)
@@ -72,7 +71,7 @@ def run(params: Params) -> str:
 
     checkpoint_dir, earlier_try = checkpoints.claim(checkpoints.training_key(params, stats))
     logged_params = {**flatten(params), "effective_learning_rate": params.train.effective_learning_rate,
-                     "effective_backend": backend, "effective_replicas": placement.replicas}
+                     "effective_backend": backend, "effective_cores": placement.cores}
     # One folder per run, named as the run (the DVC experiment) where it has a name; a resumed run keeps its own.
     tensorboard_dir = Path(earlier_try.get("tensorboard_dir") or layout.project_root() / layout.TENSORBOARD_DIR / (
         os.environ.get("DVC_EXP_NAME") or time.strftime("%Y%m%d-%H%M%S")))
@@ -130,8 +129,8 @@ def run(params: Params) -> str:
     where = ""
     if placement.devices > 1:
         where = f" on {placement.devices} devices" + (f" of {group.count} processes" if group else "")
-    if placement.replicas > 1:
-        where = f" on {placement.replicas} CPU cores (train.replicas)"
+    if placement.cores > 1:
+        where = f" on {placement.cores} CPU cores"
     return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps{where} on {stats['pairs']:,} "
             f"pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "

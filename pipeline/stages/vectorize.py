@@ -64,7 +64,7 @@ def run(params: Params) -> str:
         for shard_counts in shards.run(count_shard, found.shards, corpus=source,
                                        validation_fraction=settings.validation_fraction):
             token_counts.update(shard_counts)  # sums of integers: the same in any order
-        vocabulary = vocabulary_from_counts(token_counts, settings.vocab_size)
+        vocabulary = vocabulary_from_counts(token_counts, settings.vocab_size, settings.min_count)
         print(f"  vocabulary: {len(vocabulary):,} tokens of {len(token_counts):,} distinct, counted in "
               f"{time.perf_counter() - started:.2f} s", flush=True)
         save_vocabulary(vocabulary, out_dir / layout.VOCABULARY_FILE.name)

@@ -82,17 +82,9 @@ def import_tensorflow() -> ModuleType:
     return sys.modules["tensorflow"]
 
 
-HOST_DEVICES_FLAG = "xla_force_host_platform_device_count"
-
-
-def select_backend(name: str, cpu_devices: int = 1) -> None:
-    """Make `name` the Keras backend: Keras reads KERAS_BACKEND once, when it is first imported. Under JAX,
-    the CPU shows as `cpu_devices` devices (one per copy of `w2vpipe.distributed.Replicas`), unless XLA_FLAGS
-    already says how many."""
+def select_backend(name: str) -> None:
+    """Make `name` the Keras backend: Keras reads KERAS_BACKEND once, when it is first imported."""
     keras = sys.modules.get("keras")
-    flags = os.environ.get("XLA_FLAGS", "")
-    if name == "jax" and cpu_devices > 1 and "jax" not in sys.modules and HOST_DEVICES_FLAG not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --{HOST_DEVICES_FLAG}={cpu_devices}".strip()
     if keras is None:
         os.environ["KERAS_BACKEND"] = name
     elif keras.backend.backend() != name:

@@ -66,7 +66,7 @@ class Placement:
     """Where one process's tensors live: all on its own device."""
 
     devices = 1  # the devices each batch is split over
-    replicas = 1  # copies of the tables trained side by side; a compiled call takes a block per copy
+    cores = 1  # the CPU cores a step runs on (HostCores)
 
     def replicated(self, array: np.ndarray) -> Any:
         from keras import ops
@@ -85,9 +85,17 @@ class Placement:
 
         return compile_for_backend(function, donate_first)
 
-    def compile_steps(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """`w2vpipe.sgd.train_call`'s many-step function, its tables donated."""
-        return self.compile(function, True)
+    def train_call(self, config: Any) -> Callable[..., Any]:
+        """`w2vpipe.sgd.train_call` compiled here: (tables, noise table, inputs, outputs, first step) ->
+        (tables, summed loss, correct rows), the tables donated."""
+        from w2vpipe import sgd
+
+        return sgd.train_call(config, lambda function: self.compile(function, True))
+
+    def evaluate_call(self, batches: int) -> Callable[..., Any]:
+        from w2vpipe import sgd
+
+        return sgd.evaluate_call(batches, self.compile)
 
 
 class Meshed(Placement):
@@ -136,60 +144,46 @@ class DataParallel(Meshed):
         return self._global(array, self.batch_sharding)
 
 
-class Replicas(Meshed):
-    """`count` copies of the tables, one per CPU device (core), each training on its own batches, as gensim's
-    worker threads do: a compiled call gives copy r the r-th of its `count` blocks of batches, each copy runs
-    its steps on its own tables, and then every copy's change is added to the tables the call started from.
-    Between those sums a copy does not see the others' updates (gensim's threads see them at once, racing)."""
+class HostCores(Placement):
+    """The tables in this process's memory, trained in place on `cores` CPU cores by `w2vpipe.cpu_sgd`
+    (word2vec.c's step, compiled by numba; the tables come out the same whatever the count)."""
 
-    def __init__(self, count: int) -> None:
-        import jax
-        from jax.sharding import NamedSharding
-        from jax.sharding import PartitionSpec as P
+    def __init__(self, cores: int) -> None:
+        self.cores = cores
 
-        devices = jax.devices("cpu")
-        if len(devices) < count:
-            raise PipelineError(f"train.replicas={count} needs {count} CPU devices but JAX started with "
-                                f"{len(devices)}: train in a new process (python -m pipeline train), which sets "
-                                f"XLA_FLAGS=--xla_force_host_platform_device_count={count}")
-        super().__init__(devices[:count], "replica")
-        self.replicas = count
-        self.block_sharding = NamedSharding(self.mesh, P("replica"))
+    def replicated(self, array: np.ndarray) -> Any:
+        return np.array(array)  # its own copy: trained in place
 
     def batches(self, array: np.ndarray) -> Any:
-        """A block shaped (replicas * steps, batch[, columns]), cut into one block of steps per copy."""
-        per_copy = array.reshape(self.replicas, array.shape[0] // self.replicas, *array.shape[1:])
-        return self._global(per_copy, self.block_sharding)
+        return np.ascontiguousarray(array)
 
-    def compile_steps(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        from jax.sharding import PartitionSpec as P
+    def to_host(self, tensor: Any) -> np.ndarray:
+        return np.asarray(tensor)
 
-        lax = self.jax.lax
+    def train_call(self, config: Any) -> Callable[..., Any]:
+        from w2vpipe import cpu_sgd
 
-        def each_copy(tables: Any, noise_table: Any, inputs: Any, outputs: Any, first_step: Any, *rest: Any) -> Any:
-            steps = inputs.shape[1]  # this copy's block: (1, steps, batch[, columns])
-            first_step = first_step + lax.axis_index("replica") * steps  # its batches' places in the epoch
-            trained, loss, correct = function(tables, noise_table, inputs[0], outputs[0], first_step, *rest)
-            summed = tuple(start + lax.psum(end - start, "replica") for start, end in zip(tables, trained, strict=True))
-            return summed, lax.psum(loss, "replica"), lax.psum(correct, "replica")
+        return cpu_sgd.train_call(config, self.cores)
 
-        # Each copy gets its block of the inputs and outputs; the rest (tables, noise, steps, rate, seed) whole.
-        in_specs = (P(), P(), P("replica"), P("replica"), P(), P(), P())
-        copies = self.jax.shard_map(each_copy, mesh=self.mesh, in_specs=in_specs, out_specs=P(), check_vma=False)
-        return self.jax.jit(copies, donate_argnums=(0,))
+    def evaluate_call(self, batches: int) -> Callable[..., Any]:
+        from w2vpipe import cpu_sgd
+
+        return cpu_sgd.evaluate_call(batches)
 
 
-def placement(group: ProcessGroup | None, backend: str, replicas: int = 1) -> Placement:
+def placement(group: ProcessGroup | None, backend: str, cores: int = 0) -> Placement:
     """Where training puts its tensors: over all the devices JAX sees, a group's once it has joined
-    (`join`), or one process's several GPUs; `replicas` copies of the tables on as many CPU cores (JAX
-    alone); otherwise on the one device."""
+    (`join`), or one process's several GPUs; in this process's memory on `cores` CPU cores (0: all it may
+    use) where JAX has no accelerator; otherwise on TensorFlow's one device."""
     if group is not None:
         return DataParallel()
     if backend == "jax":
         import jax
 
-        if replicas > 1 and jax.default_backend() == "cpu":
-            return Replicas(replicas)
+        if jax.default_backend() == "cpu":
+            from w2vpipe.cpu_sgd import available_cores
+
+            return HostCores(min(cores, available_cores()) if cores else available_cores())
         if jax.device_count() > 1:
             return DataParallel()
     return Placement()

@@ -78,7 +78,11 @@ class CorpusParams(Section):
 class VectorizeParams(Section):
     """Vocabulary and integer sentences."""
 
-    vocab_size: int = Field(4096, ge=3, description="tokens kept, most frequent first, padding and [UNK] included")
+    vocab_size: int | None = Field(
+        4096, ge=3, description="tokens kept, most frequent first, padding and [UNK] included; null: no cap "
+                                "(min_count alone decides, as in gensim)")
+    min_count: int = Field(1, ge=1, description="tokens seen fewer times than this in the training lines are "
+                                                "[UNK] (gensim's min_count; word2vec.c: 5)")
     sequence_length: int | None = Field(
         None, ge=2, description="null keeps whole lines (word2vec.c, gensim); a number cuts longer lines and pads "
                                 "shorter ones (the tutorial: 10)")
@@ -152,11 +156,10 @@ class TrainParams(Section):
         0, ge=0, description="0: each example draws its own examples.num_ns negatives (word2vec.c); N > 0: N drawn "
                              "per batch, shared by all its examples and weighted num_ns/N (BlazingText), "
                              "optimizer sgd only")
-    replicas: int = Field(
-        2, ge=1, description="copies of the tables trained side by side on as many CPU cores, each on its own "
-                             "batches, their updates summed after every compiled call of at most 64 steps (gensim's "
-                             "worker threads); 1: one exact sequence of SGD steps; sgd on JAX's CPU only (one copy "
-                             "on a GPU or TensorFlow)")
+    cores: int = Field(
+        0, ge=0, description="CPU cores that train sgd (word2vec.c's step on the tables in memory, each core "
+                             "updating its own rows; the same tables whatever the count); 0: all this process "
+                             "may use")
     backend: Literal["jax", "tensorflow"] = Field(
         "jax", description="the Keras backend that trains sgd (the same code and draws on both): jax, faster here "
                            "(bench/benchmark.py) and needed across processes; adam always trains on tensorflow")
@@ -292,7 +295,7 @@ def params_from_dict(raw: Any) -> Params:
     except ValidationError as error:
         raise _one_line(error) from None
     vocab_size = params.vectorize.vocab_size
-    if params.examples.num_ns >= vocab_size:
+    if vocab_size is not None and params.examples.num_ns >= vocab_size:
         raise PipelineError(f"param examples.num_ns={params.examples.num_ns} is invalid: it must be below "
                             f"vectorize.vocab_size ({vocab_size}); {_fix('examples.num_ns')}")
     return params

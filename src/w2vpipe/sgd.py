@@ -167,9 +167,7 @@ StepsCompiler = Callable[[Callable[..., Any]], Callable[..., Any]]  # compiles t
 def train_call(config: StepConfig, compiler: StepsCompiler | None = None) -> Callable[..., tuple[Tables, Any, Any]]:
     """(tables, noise table, block inputs, block outputs, first step) -> (tables, summed loss, correct):
     `steps_per_call` steps over a block's batches (shaped (steps, batch[, columns])), compiled for the
-    backend (or by `compiler`, which may run the function on several devices: `w2vpipe.distributed`;
-    it gets (tables, noise table, inputs, outputs, first step, schedule, seed) and must return the same
-    three results). The rate, its schedule and the seed are arguments,
+    backend (or by `compiler`, which may place it on several devices: `w2vpipe.distributed`). The rate, its schedule and the seed are arguments,
     not constants of the program, so one compiled program (and JAX's cache of it) serves every run
     of the same shapes."""
 
@@ -199,8 +197,9 @@ def train_call(config: StepConfig, compiler: StepsCompiler | None = None) -> Cal
     schedule = ops.convert_to_tensor([config.learning_rate, float(config.total_steps)], "float32")
     seed = ops.convert_to_tensor(config.seed, "int32")
 
-    def call(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any) -> Any:
-        return compiled(tables, noise_table, inputs, outputs, first_step, schedule, seed)
+    def call(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: int) -> Any:
+        return compiled(tables, noise_table, inputs, outputs, ops.convert_to_tensor(first_step, "int32"), schedule,
+                        seed)
 
     return call
 

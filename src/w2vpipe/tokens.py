@@ -46,10 +46,13 @@ def count_tokens(lines: Iterable[bytes]) -> Counter[bytes]:
     return Counter(standardized_tokens(lines))
 
 
-def vocabulary_from_counts(counts: Mapping[bytes, int], vocab_size: int) -> list[str]:
-    """Padding, [UNK], then the `vocab_size - 2` most frequent tokens, ties by descending bytes: the
-    order `TextVectorization.get_vocabulary()` gives after `adapt`."""
-    ranked = sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)[: vocab_size - 2]
+def vocabulary_from_counts(counts: Mapping[bytes, int], vocab_size: int | None, min_count: int = 1) -> list[str]:
+    """Padding, [UNK], then the tokens seen at least `min_count` times, most frequent first, at most
+    `vocab_size - 2` of them (None: all), ties by descending bytes: the order
+    `TextVectorization.get_vocabulary()` gives after `adapt`."""
+    kept = counts.items() if min_count <= 1 else [(token, n) for token, n in counts.items() if n >= min_count]
+    ranked = sorted(kept, key=lambda item: (item[1], item[0]), reverse=True)[: None if vocab_size is None
+                                                                            else vocab_size - 2]
     return [PAD_TOKEN, UNKNOWN_TOKEN, *(token.decode("utf-8") for token, _ in ranked)]
 
 

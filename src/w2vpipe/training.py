@@ -370,13 +370,12 @@ def train_word2vec(
         keras.mixed_precision.set_global_policy("mixed_float16")
     full_batches = pairs // params.batch_size
     placement = placement or Placement()
-    replicas = placement.replicas if on_device_loop else 1
-    # An epoch is a whole number of compiled calls of at most MAX_STEPS_PER_EXECUTION steps per replica, as
-    # few and as even as can be: the fewest batches are left out (under calls * replicas; each epoch leaves
-    # out others, at random). Topping up instead would draw a shard's examples twice in an epoch.
-    calls = -(-full_batches // (MAX_STEPS_PER_EXECUTION * replicas))
-    steps_per_execution = max(1, full_batches // (calls * replicas))
-    steps_per_epoch = steps_per_execution * replicas * calls
+    # An epoch is a whole number of compiled calls of at most MAX_STEPS_PER_EXECUTION steps, as few and as
+    # even as can be: the fewest batches are left out (under `calls`; each epoch leaves out others, at
+    # random). Topping up instead would draw a shard's examples twice in an epoch.
+    calls = -(-full_batches // MAX_STEPS_PER_EXECUTION)
+    steps_per_execution = max(1, full_batches // calls)
+    steps_per_epoch = steps_per_execution * calls
     num_contexts = 1 + num_ns
     first = load_examples(shards[0])
     input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
@@ -436,7 +435,7 @@ class Run:
     validation: list[ExampleSource]
     params: TrainParams
     steps_per_epoch: int
-    steps_per_call: int  # of each replica (`Placement.replicas`) in one compiled call
+    steps_per_call: int  # steps of one compiled call
     first_epoch: int
     callbacks: list[Any]
     verbose: int
@@ -447,8 +446,6 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
     """word2vec.c's SGD through `w2vpipe.sgd`'s compiled loop: each shard's blocks go to the device at once
     (the next shard, of this epoch or the next, is drawn on the host meanwhile), then one call per block;
     the loss and accuracy are summed on the device and read once per epoch, when the callbacks run."""
-    from keras import ops
-
     from w2vpipe import sgd
 
     params = run.params
@@ -461,24 +458,24 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
                             shared_negatives=params.shared_negatives, learning_rate=params.effective_learning_rate,
                             total_steps=run.steps_per_epoch * params.epochs, vocab_size=model.vocab_size,
                             seed=params.seed)
-    train_call = sgd.train_call(config, place.compile_steps)
-    noise_table = place.replicated(ops.convert_to_numpy(model.noise_table) if model.num_ns
+    train_call = place.train_call(config)
+    noise_table = place.replicated(keras.ops.convert_to_numpy(model.noise_table) if model.num_ns
                                    else np.zeros(1, np.int32))
     embeddings = (model.target_embedding.embeddings, model.context_embedding.embeddings)
-    tables = tuple(place.replicated(ops.convert_to_numpy(table)) for table in embeddings)  # donated to each call
+    tables = tuple(place.replicated(keras.ops.convert_to_numpy(table)) for table in embeddings)  # donated to each call
     held_out = held_out_examples(run.validation)
     evaluate = None
     if held_out is not None:
         batch = min(params.batch_size, len(held_out[0]))
         batches = len(held_out[0]) // batch
-        evaluate = sgd.evaluate_call(batches, place.compile)
+        evaluate = place.evaluate_call(batches)
         held_out_on_device = tuple(place.replicated(column[: batches * batch].reshape(batches, batch,
                                                                                        *column.shape[1:]))
                                    for column in held_out)
     callbacks = keras.callbacks.CallbackList(run.callbacks, model=model, epochs=params.epochs,
                                              steps=run.steps_per_epoch)
     history: dict[str, list[float]] = {}
-    batches_per_call = run.steps_per_call * place.replicas
+    batches_per_call = run.steps_per_call
     blocks = run.steps_per_epoch // batches_per_call
 
     def every_epoch() -> Iterator[list[tuple[Any, Any]] | None]:
@@ -503,8 +500,7 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
             sums = []
             for shard_blocks in until_epoch_end(shards_ahead):
                 for inputs, outputs in shard_blocks:
-                    tables, loss, correct = train_call(tables, noise_table, inputs, outputs,
-                                                       ops.convert_to_tensor(step, "int32"))
+                    tables, loss, correct = train_call(tables, noise_table, inputs, outputs, step)
                     sums.append((loss, correct))
                     step += batches_per_call
             examples = run.steps_per_epoch * params.batch_size

@@ -1,0 +1,96 @@
+"""The CPU cores' training step (`w2vpipe.cpu_sgd`): the keras.ops step's results (`w2vpipe.sgd`, compiled by
+XLA) on skip-gram, CBOW and stored negatives, and the same bytes on one core as on two at a vocabulary of
+10^5 words."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from keras import ops
+
+from w2vpipe import cpu_sgd, sgd
+from w2vpipe.model import noise_table
+
+STEPS, BATCH, NUM_NS = 6, 64, 5
+
+
+def zipf_words(rng: np.random.Generator, vocab: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Word ids 1..vocab-1, Zipf-distributed as in text: frequent words repeat within a batch."""
+    probabilities = 1.0 / np.arange(1, vocab)
+    return (rng.choice(vocab - 1, size=shape, p=probabilities / probabilities.sum()) + 1).astype(np.int32)
+
+
+def setting(vocab: int, dim: int, seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    tables = (rng.normal(0, 0.3, (vocab, dim)).astype(np.float32), rng.normal(0, 0.3, (vocab, dim)).astype(np.float32))
+    weights = 1.0 / np.arange(1, vocab) ** 0.75
+    noise = noise_table(np.concatenate([[0.0], weights / weights.sum()])).astype(np.int32)
+    return tables, noise
+
+
+def keras_ops_steps(tables, noise, inputs, outputs, num_ns: int, vocab: int, first_step: int = 3):
+    config = sgd.StepConfig(batch_size=inputs.shape[1], steps_per_call=inputs.shape[0], num_ns=num_ns,
+                            shared_negatives=0, learning_rate=0.05, total_steps=40, vocab_size=vocab, seed=7)
+    (trained_in, trained_out), loss, correct = sgd.train_call(config)(
+        tuple(ops.convert_to_tensor(table) for table in tables), ops.convert_to_tensor(noise),
+        ops.convert_to_tensor(inputs), ops.convert_to_tensor(outputs), first_step)
+    return (ops.convert_to_numpy(trained_in), ops.convert_to_numpy(trained_out)), float(loss), float(correct)
+
+
+def cpu_steps(tables, noise, inputs, outputs, num_ns: int, cores: int, first_step: int = 3):
+    trained = tuple(table.copy() for table in tables)
+    numba.set_num_threads(cores)
+    loss, correct = cpu_sgd.train_steps(trained[0], trained[1], noise, inputs, outputs, first_step, 0.05, 40, 7,
+                                        num_ns, cores)
+    return trained, loss, correct
+
+
+@pytest.mark.parametrize("kind", ["skipgram", "cbow", "stored"])
+def test_cpu_steps_equal_the_keras_ops_steps(kind: str) -> None:
+    vocab, dim = 300, 24
+    tables, noise = setting(vocab, dim)
+    rng = np.random.default_rng(1)
+    inputs = zipf_words(rng, vocab, (STEPS, BATCH))
+    outputs = zipf_words(rng, vocab, (STEPS, BATCH, 1))
+    num_ns = NUM_NS
+    if kind == "cbow":
+        inputs = zipf_words(rng, vocab, (STEPS, BATCH, 4))
+        inputs[:, ::3, 2:] = 0  # short windows: padding takes no update
+    if kind == "stored":
+        outputs = np.concatenate([outputs, zipf_words(rng, vocab, (STEPS, BATCH, 4))], axis=2)
+        num_ns = 0
+    expected, expected_loss, expected_correct = keras_ops_steps(tables, noise, inputs, outputs, num_ns, vocab)
+    trained, loss, correct = cpu_steps(tables, noise, inputs, outputs, num_ns, cores=2)
+    for table, want, start in zip(trained, expected, tables, strict=True):
+        assert np.abs(want - start).max() > 0.01  # the steps moved the tables: the comparison means something
+        np.testing.assert_allclose(table, want, atol=2e-5)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert abs(correct - expected_correct) <= 1  # a tie of two logits may break the other way
+
+
+def test_one_core_and_two_give_the_same_bytes_at_a_large_vocabulary() -> None:
+    vocab, dim = 120_000, 32
+    tables, noise = setting(vocab, dim, seed=3)
+    rng = np.random.default_rng(4)
+    inputs, outputs = zipf_words(rng, vocab, (STEPS, 512)), zipf_words(rng, vocab, (STEPS, 512, 1))
+    one, loss_one, correct_one = cpu_steps(tables, noise, inputs, outputs, NUM_NS, cores=1)
+    two, loss_two, correct_two = cpu_steps(tables, noise, inputs, outputs, NUM_NS, cores=2)
+    moved = np.flatnonzero(np.any(one[1] != tables[1], axis=1))
+    assert len(moved) > 1000  # thousands of rows, owned by both cores
+    assert set(moved % 2) == {0, 1}
+    for table_one, table_two in zip(one, two, strict=True):
+        assert table_one.tobytes() == table_two.tobytes()
+    assert (loss_one, correct_one) == (loss_two, correct_two)
+
+
+def test_held_out_scores_equal_the_keras_ops_ones() -> None:
+    vocab, dim = 300, 24
+    tables, _ = setting(vocab, dim)
+    rng = np.random.default_rng(5)
+    inputs, outputs = zipf_words(rng, vocab, (3, BATCH)), zipf_words(rng, vocab, (3, BATCH, 5))
+    expected = sgd.evaluate_call(3)(tuple(ops.convert_to_tensor(table) for table in tables),
+                                    ops.convert_to_tensor(inputs), ops.convert_to_tensor(outputs))
+    loss, correct = cpu_sgd.evaluate_call(3)(tables, inputs, outputs)
+    assert loss == pytest.approx(float(expected[0]), rel=1e-5)
+    assert abs(correct - float(expected[1])) <= 1
