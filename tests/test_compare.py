@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, make_project_copy, run, tool_env
 from pipeline import compare
 
 # Small and fast: 2,000 lines, 1,000 words, 16 dimensions, one copy of the tables, a tiny word map.
-SMALL = {"vectorize.vocab_size": 1000, "train.embedding_dim": 16, "train.replicas": 1, "export.map_words": 30,
+SMALL = {"vectorize.vocab_size": 1000, "train.embedding_dim": 16, "export.map_words": 30,
          "cluster.workers": 1, "corpus.sha256": None}
 # The committed baseline says 3 epochs; the experiments train 1 and 2: train.epochs is the only param that differs.
 EXPERIMENTS = {"one-epoch": 1, "two-epochs": 2}

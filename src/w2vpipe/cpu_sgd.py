@@ -143,18 +143,23 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
                 else:
                     drawn = noise_word(noise_table, stream, row * num_ns + c - 1)
                     context_ids[row, c] = drawn % (vocab - 1) + 1 if drawn == positive else drawn
-            for k in range(dim):
-                updates[row, k] = 0.0
+            vector, update = vectors[row], updates[row]
+            update[:] = 0.0
             loss, best, first_logit = 0.0, -np.inf, 0.0
             for c in range(contexts):
-                context = context_ids[row, c]
-                logit = dot(vectors[row], output_table[context])
+                context_vector = output_table[context_ids[row, c]]
+                logit = dot(vector, context_vector)
+                # sigmoid and softplus from one exp(-|logit|), which cannot overflow
+                small = np.float32(math.exp(-abs(logit)))
+                sigmoid = np.float32(1.0) / (np.float32(1.0) + small)
+                if logit < 0:
+                    sigmoid = small * sigmoid
                 label = np.float32(1.0) if c == 0 else np.float32(0.0)
-                error = (label - np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-logit)))) * rate
+                error = (label - sigmoid) * rate
                 errors[row, c] = error
                 for k in range(dim):
-                    updates[row, k] += error * output_table[context, k]
-                loss += softplus(-logit) if c == 0 else softplus(logit)
+                    update[k] += error * context_vector[k]
+                loss += max(-logit if c == 0 else logit, 0.0) + math.log1p(small)
                 if c == 0:
                     first_logit = logit
                 elif logit > best:
@@ -167,9 +172,9 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
                 for c in range(contexts):
                     context = context_ids[row, c]
                     if context % cores == core:
-                        error = errors[row, c]
+                        error, vector, context_vector = errors[row, c], vectors[row], output_table[context]
                         for k in range(dim):
-                            output_table[context, k] += error * vectors[row, k]
+                            context_vector[k] += error * vector[k]
             for row in range(batch):
                 if cbow:
                     for w in range(inputs.shape[2]):

@@ -180,10 +180,10 @@ def placement(group: ProcessGroup | None, backend: str, cores: int = 0) -> Place
     if backend == "jax":
         import jax
 
+        if jax.device_count() > 1:
+            return DataParallel()
         if jax.default_backend() == "cpu":
             from w2vpipe.cpu_sgd import available_cores
 
             return HostCores(min(cores, available_cores()) if cores else available_cores())
-        if jax.device_count() > 1:
-            return DataParallel()
     return Placement()
