@@ -15,7 +15,7 @@ import pytest
 
 from w2vpipe import corpus_shards, vocabulary
 from w2vpipe.corpus_shards import find_shards, read_shard_lines
-from w2vpipe.tokens import count_tokens, token_index, vectorize_lines, vocabulary_from_counts
+from w2vpipe.tokens import count_tokens, standardized_tokens, token_index, vectorize_lines, vocabulary_from_counts
 from w2vpipe.vocabulary import adapt_vectorizer, iter_line_blocks, split_block, vectorize_block
 
 # Non-ASCII letters, upper case ones included (TF lowers ASCII only), spaces that are not ASCII
@@ -259,3 +259,23 @@ def test_the_vectorize_stage_cuts_a_long_line_the_same_on_any_workers_and_shards
     # Lines 1 and 3 of 5 held out (one in every two): two of the three pieces.
     for files in (one_worker[1], one_shard[1]):
         assert lines(files, held_out=False) == [3, 10_000, 3] and lines(files, held_out=True) == [10_000, 5_001]
+
+
+@pytest.mark.parametrize("min_count", [2, 5])
+def test_min_count_gives_gensims_vocabulary_of_the_same_sentences(shakespeare: Path, min_count: int) -> None:
+    from gensim.models import Word2Vec
+
+    (lines,) = iter_line_blocks(shakespeare, 100_000)
+    encoded = [line.encode("utf-8") for line in lines]
+    counts = count_tokens(encoded)
+    ours = vocabulary_from_counts(counts, None, min_count)
+    sentences = [[token.decode() for token in standardized_tokens([line])] for line in encoded]
+    model = Word2Vec(min_count=min_count)
+    model.build_vocab([sentence for sentence in sentences if sentence])
+    assert ours[:2] == ["", "[UNK]"]
+    assert set(ours[2:]) == set(model.wv.index_to_key)
+    assert [counts[word.encode()] for word in ours[2:]] == [model.wv.get_vecattr(word, "count")
+                                                            for word in model.wv.index_to_key]
+    assert len(ours) - 2 < len(counts)  # min_count dropped words
+    capped = vocabulary_from_counts(counts, 1000, min_count)
+    assert capped == ours[:1000]  # vocab_size caps what min_count keeps
