@@ -1,5 +1,6 @@
-"""Data-parallel training over several devices and processes, on one host or many: JAX's multi-process
-runtime, and one process's several GPUs.
+"""Where training runs: one process's CPU cores (`HostCores`, the tables in memory, `w2vpipe.cpu_sgd`);
+or data-parallel over several devices and processes, on one host or many: JAX's multi-process runtime,
+and one process's several GPUs.
 
 Every process of a group runs the same training on the same examples; each compiled step splits the
 global batch over the group's devices (each process's devices take their columns of every batch),

@@ -1,9 +1,9 @@
 """Training: epochs of example shards through one compiled loop of steps, on the device.
 
-word2vec.c's recipe (`train.optimizer: sgd`, the default) runs `w2vpipe.sgd`'s loop: each shard's
-examples, permuted on the host, go to the device once, and one compiled call runs many steps there,
-drawing each batch's negatives inside; the same code on the JAX and TensorFlow backends
-(`train.backend`). The tutorial's recipe (Adam over a softmax) runs Keras's `model.fit` on a tf.data
+word2vec.c's recipe (`train.optimizer: sgd`, the default) runs one compiled call of many steps per
+block of each shard's examples (permuted on the host), drawing each batch's negatives inside: on the
+CPU's cores `w2vpipe.cpu_sgd` (numba), on accelerators and TensorFlow `w2vpipe.sgd`'s keras.ops loop,
+the same steps (`w2vpipe.distributed` picks the placement). The tutorial's recipe (Adam over a softmax) runs Keras's `model.fit` on a tf.data
 pipeline (TensorFlow only). Both keep the same epochs, callbacks, checkpoints and metrics.
 """
 
