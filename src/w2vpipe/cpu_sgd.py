@@ -80,6 +80,11 @@ def dot(a: np.ndarray, b: np.ndarray) -> np.float32:
 
 
 @njit(inline="always")
+def padded(count: int, multiple: int) -> int:
+    return -(-count // multiple) * multiple
+
+
+@njit(inline="always")
 def learning_rate_at(step: int, learning_rate: np.float32, total_steps: np.float32) -> np.float32:
     end = np.float32(learning_rate * np.float32(1e-4))
     done = min(np.float32(step) / max(total_steps, np.float32(1.0)), np.float32(1.0))
@@ -91,105 +96,120 @@ def softplus(x: float) -> float:
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
+@njit(nogil=True, cache=True, fastmath=FAST_MATH)
+def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarray, noise_table: np.ndarray,
+              inputs: np.ndarray, outputs: np.ndarray, num_ns: int, stream: np.uint32, rate: np.float32,
+              context_ids: np.ndarray, errors: np.ndarray, vectors: np.ndarray, updates: np.ndarray,
+              row_sums: np.ndarray) -> None:
+    """Phase 1 for one row of step `s`'s batch: its input vector, contexts (negatives drawn), their errors,
+    the input's update, loss and accuracy, all from the tables as the step found them."""
+    dim = input_table.shape[1]
+    vector, update = vectors[row, :dim], updates[row, :dim]
+    cbow = inputs.ndim == 3
+    if cbow:  # the mean of the window's words, padding left out
+        vector[:] = 0.0
+        present = 0
+        for w in range(inputs.shape[2]):
+            word = inputs[s, row, w]
+            if word != 0:
+                present += 1
+                vector += input_table[word]
+        vector *= np.float32(1.0) / np.float32(max(present, 1))
+    else:
+        vector[:] = input_table[inputs[s, row]]
+    contexts = context_ids.shape[1]
+    positive = outputs[s, row, 0]
+    for c in range(contexts):
+        if num_ns == 0:
+            context_ids[row, c] = outputs[s, row, c]
+        elif c == 0:
+            context_ids[row, c] = positive
+        else:
+            drawn = noise_word(noise_table, stream, row * num_ns + c - 1)
+            context_ids[row, c] = drawn % (input_table.shape[0] - 1) + 1 if drawn == positive else drawn
+    update[:] = 0.0
+    loss, best, first_logit = 0.0, -np.inf, 0.0
+    for c in range(contexts):
+        context_vector = output_table[context_ids[row, c]]
+        logit = dot(vector, context_vector)
+        # sigmoid and softplus from one exp(-|logit|), which cannot overflow
+        small = np.float32(math.exp(-abs(logit)))
+        sigmoid = np.float32(1.0) / (np.float32(1.0) + small)
+        if logit < 0:
+            sigmoid = small * sigmoid
+        label = np.float32(1.0) if c == 0 else np.float32(0.0)
+        error = (label - sigmoid) * rate
+        errors[row, c] = error
+        for k in range(vector.shape[0]):
+            update[k] += error * context_vector[k]
+        loss += max(-logit if c == 0 else logit, 0.0) + math.log1p(small)
+        if c == 0:
+            first_logit = logit
+        elif logit > best:
+            best = logit
+    row_sums[row, 0] = loss
+    row_sums[row, 1] = 1.0 if first_logit >= best else 0.0
+
+
 @njit(parallel=True, nogil=True, cache=True, fastmath=FAST_MATH)
 def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: np.ndarray, inputs: np.ndarray,
                 outputs: np.ndarray, first_step: int, learning_rate: float, total_steps: int, seed: int,
                 num_ns: int, cores: int) -> tuple[float, float]:
     """Train on a block of batches: inputs (steps, batch) for skip-gram or (steps, batch, window) for CBOW
     (padding 0), outputs (steps, batch, 1) of true contexts (num_ns negatives drawn per row) or
-    (steps, batch, 1 + negatives) stored; the tables are updated in place. (Summed loss, correct rows)."""
+    (steps, batch, 1 + negatives) stored; the tables are updated in place. (Summed loss, correct rows).
+
+    A table row is the core `id % cores`'s. Skip-gram's rows are scored by the core that owns their input
+    word, which then adds the input updates itself (no other core reads those rows this step); CBOW's
+    windows span cores' words, so any core scores a row and the owners add the updates after."""
     steps, batch = inputs.shape[0], inputs.shape[1]
     cbow = inputs.ndim == 3
     dim = input_table.shape[1]
     contexts = 1 + num_ns if num_ns else outputs.shape[2]
     rate0, total = np.float32(learning_rate), np.float32(total_steps)
-    vocab = input_table.shape[0]
-    context_ids = np.empty((batch, contexts), np.int32)
-    errors = np.empty((batch, contexts), np.float32)
-    vectors = np.empty((batch, dim), np.float32)
-    updates = np.empty((batch, dim), np.float32)
-    row_loss = np.empty(batch, np.float64)
-    row_correct = np.empty(batch, np.float64)
+    # Each row's scratch starts on its own cache line: cores write rows of the same step side by side.
+    context_ids = np.empty((batch, padded(contexts, 16)), np.int32)[:, :contexts]
+    errors = np.empty((batch, padded(contexts, 16)), np.float32)
+    vectors = np.empty((batch, padded(dim, 16)), np.float32)
+    updates = np.empty((batch, padded(dim, 16)), np.float32)
+    row_sums = np.empty((batch, 8), np.float64)  # loss, correct
     loss_total, correct_total = 0.0, 0.0
     for s in range(steps):
         step = first_step + s
         rate = learning_rate_at(step, rate0, total)
         stream = noise_stream(seed, step)
-        # Phase 1: each row's scores and updates, from the tables as the step found them.
-        for row in prange(batch):
-            if cbow:
-                present = 0
-                for k in range(dim):
-                    vectors[row, k] = 0.0
-                for w in range(inputs.shape[2]):
-                    word = inputs[s, row, w]
-                    if word != 0:
-                        present += 1
-                        for k in range(dim):
-                            vectors[row, k] += input_table[word, k]
-                scale = np.float32(1.0) / np.float32(max(present, 1))
-                for k in range(dim):
-                    vectors[row, k] = vectors[row, k] * scale
-            else:
-                word = inputs[s, row]
-                for k in range(dim):
-                    vectors[row, k] = input_table[word, k]
-            positive = outputs[s, row, 0]
-            for c in range(contexts):
-                if num_ns == 0:
-                    context_ids[row, c] = outputs[s, row, c]
-                elif c == 0:
-                    context_ids[row, c] = positive
-                else:
-                    drawn = noise_word(noise_table, stream, row * num_ns + c - 1)
-                    context_ids[row, c] = drawn % (vocab - 1) + 1 if drawn == positive else drawn
-            vector, update = vectors[row], updates[row]
-            update[:] = 0.0
-            loss, best, first_logit = 0.0, -np.inf, 0.0
-            for c in range(contexts):
-                context_vector = output_table[context_ids[row, c]]
-                logit = dot(vector, context_vector)
-                # sigmoid and softplus from one exp(-|logit|), which cannot overflow
-                small = np.float32(math.exp(-abs(logit)))
-                sigmoid = np.float32(1.0) / (np.float32(1.0) + small)
-                if logit < 0:
-                    sigmoid = small * sigmoid
-                label = np.float32(1.0) if c == 0 else np.float32(0.0)
-                error = (label - sigmoid) * rate
-                errors[row, c] = error
-                for k in range(dim):
-                    update[k] += error * context_vector[k]
-                loss += max(-logit if c == 0 else logit, 0.0) + math.log1p(small)
-                if c == 0:
-                    first_logit = logit
-                elif logit > best:
-                    best = logit
-            row_loss[row] = loss
-            row_correct[row] = 1.0 if first_logit >= best else 0.0
-        # Phase 2: each table row adds the updates aimed at it, in batch order, on the core that owns it.
+        if cbow:
+            for row in prange(batch):
+                score_row(row, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream, rate,
+                          context_ids, errors, vectors, updates, row_sums)
+            for core in prange(cores):
+                for row in range(batch):
+                    for w in range(inputs.shape[2]):
+                        word = inputs[s, row, w]
+                        if word != 0 and word % cores == core:
+                            input_table[word] += updates[row, :dim]
+        else:
+            for core in prange(cores):
+                for row in range(batch):
+                    if inputs[s, row] % cores == core:
+                        score_row(row, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream,
+                                  rate, context_ids, errors, vectors, updates, row_sums)
+                for row in range(batch):
+                    word = inputs[s, row]
+                    if word % cores == core:
+                        input_table[word] += updates[row, :dim]
+        # The output rows: each adds the updates aimed at it, in batch order, on the core that owns it.
         for core in prange(cores):
             for row in range(batch):
                 for c in range(contexts):
                     context = context_ids[row, c]
                     if context % cores == core:
-                        error, vector, context_vector = errors[row, c], vectors[row], output_table[context]
+                        error, vector, context_vector = errors[row, c], vectors[row, :dim], output_table[context]
                         for k in range(dim):
                             context_vector[k] += error * vector[k]
-            for row in range(batch):
-                if cbow:
-                    for w in range(inputs.shape[2]):
-                        word = inputs[s, row, w]
-                        if word != 0 and word % cores == core:
-                            for k in range(dim):
-                                input_table[word, k] += updates[row, k]
-                else:
-                    word = inputs[s, row]
-                    if word % cores == core:
-                        for k in range(dim):
-                            input_table[word, k] += updates[row, k]
         for row in range(batch):
-            loss_total += row_loss[row]
-            correct_total += row_correct[row]
+            loss_total += row_sums[row, 0]
+            correct_total += row_sums[row, 1]
     return loss_total, correct_total
 
 
