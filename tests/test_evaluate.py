@@ -106,3 +106,34 @@ def test_a_vocabulary_that_covers_no_pair_scores_none_instead_of_failing() -> No
                                           "simlex999_pairs", "analogies_coverage", "analogies_questions"}
     assert "wordsim353 n/a" in evaluation.summary()
     assert [near.word for near in evaluation.neighbours["w1"]] and evaluation.missing_probes == ["king"]
+
+
+def test_a_corpus_of_made_up_words_evaluates_to_null_scores(tmp_path: Path) -> None:
+    """No English word in the vocabulary (any other language): the stage succeeds, each score is null with
+    coverage 0 in DVC's metrics, the stage's output and the MLflow run."""
+    import random
+
+    from mlflow import MlflowClient
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("qxzvkj") + rng.choice("aeiouy") for _ in range(3)) for _ in range(600)]
+    lines = (" ".join(rng.choices(words, weights=[1 / (rank + 1) for rank in range(600)], k=12)) for _ in range(3000))
+    (tmp_path / "madeup.txt").write_text("\n".join(lines) + "\n")
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["corpus"].update(url=str(tmp_path / "madeup.txt"), sha256=None)
+    params["vectorize"]["vocab_size"] = 700
+    params["train"].update(epochs=2, embedding_dim=16)
+    params["evaluate"]["probe_words"] = [words[0]]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    outputs = {name: stage(tmp_path, name) for name in ("download", "vectorize", "examples", "train", "evaluate")}
+    metrics = json.loads((tmp_path / "metrics" / "evaluate.json").read_text())
+    for name in ("wordsim353", "simlex999"):
+        assert metrics[name] == {"spearman": None, "pearson": None, "coverage": 0.0, "pairs": 0}
+    assert metrics["analogies"]["accuracy"] is None and metrics["analogies"]["coverage"] == 0
+    assert "wordsim353, simlex999, analogies: none of its words are in the vocabulary" in outputs["evaluate"]
+    assert "wordsim353 n/a (0% of pairs)" in outputs["evaluate"]
+    assert json.loads((tmp_path / "metrics" / "neighbours.json").read_text())["neighbours"][words[0]]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("word2vec").experiment_id])
+    assert run.data.metrics["wordsim353_coverage"] == 0 and "wordsim353_spearman" not in run.data.metrics
+    assert run.data.metrics["analogies_questions"] == 0 and "analogies_accuracy" not in run.data.metrics

@@ -26,6 +26,11 @@ def run(params: Params) -> str:
     for word, nearest in evaluation.neighbours.items():
         print(f"  {word}: " + ", ".join(f"{neighbour.word} {neighbour.cosine:.2f}" for neighbour in nearest),
               flush=True)
+    uncovered = [name for name, result in evaluation.word_pairs.items() if not result.pairs]
+    uncovered += ["analogies"] if not evaluation.analogies.questions else []
+    if uncovered:
+        print(f"  {', '.join(uncovered)}: none of its words are in the vocabulary (a corpus in another language?), "
+              f"so the score is null with coverage 0", flush=True)
     if evaluation.missing_probes:
         print(f"  not in the vocabulary: {', '.join(evaluation.missing_probes)}", flush=True)
     tracked = tracking.track_outputs(layout.EMBEDDING_FILE, [["log_evaluation", str(layout.EVALUATE_METRICS_FILE),
