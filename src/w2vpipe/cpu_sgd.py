@@ -1,14 +1,11 @@
 """`w2vpipe.sgd`'s training step compiled for the CPU's cores by numba: the same steps, draws and schedule.
 
 Each step is word2vec.c's update from the batch's old values (one summed-loss gradient step), in two
-parallel phases over the machine's cores: the batch's rows score their contexts and keep their updates
-(each row is one core's), then every table row takes the updates aimed at it in batch order (each table
-row is one core's: row id modulo the core count). No two cores write a row, and no row's sum depends on
-how many cores ran, so the tables come out byte for byte the same on 1 core or 64. Only the rows the batch
-touches are read and written, so a step's cost follows the batch, not the vocabulary.
-
-The arithmetic keeps a fixed order (no fast-math, dot products in 8 fixed lanes that the compiler maps
-onto SIMD registers of any width), so other CPUs give the same bytes.
+parallel phases over the machine's cores: the batch's rows score their contexts and keep their updates,
+then the table rows take the updates aimed at them, a group of rows (row id modulo PARTS) at a time on
+one core, each row's in batch order. No two cores write a row at once, and no sum depends on which core
+or how many cores ran, so the tables come out byte for byte the same on 1 core or 64. Only the rows the
+batch touches are read and written, so a step's cost follows the batch, not the vocabulary.
 """
 
 from __future__ import annotations
@@ -46,6 +43,11 @@ from numba import njit, prange  # noqa: E402
 # keep their meaning (a diverging training must show). The order then depends on the code the CPU target
 # gets: `w2vpipe.backend` pins it.
 FAST_MATH = {"reassoc", "contract", "nsz"}
+# Groups of table rows (row id modulo PARTS) that cores take one at a time when they add a step's updates:
+# a fixed count, so that no sum depends on the cores, and many more groups than cores, so that a stalled
+# core holds up little.
+PARTS = 64
+ROWS_PER_CHUNK = 16  # batch rows a core takes at a time when it scores them
 
 
 @njit(inline="always")
@@ -128,85 +130,102 @@ def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarra
             drawn = noise_word(noise_table, stream, row * num_ns + c - 1)
             context_ids[row, c] = drawn % (input_table.shape[0] - 1) + 1 if drawn == positive else drawn
     update[:] = 0.0
-    loss, best, first_logit = 0.0, -np.inf, 0.0
+    # The loss, -log of each context's probability of its label, as one log of their product; a logit
+    # too large for that product (|logit| > 30) adds its own term.
+    loss, right_labels, best, first_logit = 0.0, 1.0, -np.inf, 0.0
     for c in range(contexts):
         context_vector = output_table[context_ids[row, c]]
         logit = dot(vector, context_vector)
-        # sigmoid and softplus from one exp(-|logit|), which cannot overflow
+        # sigmoid(logit) and sigmoid(-logit) from one exp(-|logit|), which cannot overflow
         small = np.float32(math.exp(-abs(logit)))
-        sigmoid = np.float32(1.0) / (np.float32(1.0) + small)
-        if logit < 0:
-            sigmoid = small * sigmoid
+        larger = np.float32(1.0) / (np.float32(1.0) + small)  # sigmoid(|logit|)
+        sigmoid = larger if logit >= 0 else small * larger
         label = np.float32(1.0) if c == 0 else np.float32(0.0)
         error = (label - sigmoid) * rate
         errors[row, c] = error
         for k in range(vector.shape[0]):
             update[k] += error * context_vector[k]
-        loss += max(-logit if c == 0 else logit, 0.0) + math.log1p(small)
+        if abs(logit) > 30.0:
+            loss += max(-logit if c == 0 else logit, 0.0) + math.log1p(small)
+        else:
+            right_labels *= float(sigmoid if c == 0 else (small * larger if logit >= 0 else larger))
         if c == 0:
             first_logit = logit
         elif logit > best:
             best = logit
-    row_sums[row, 0] = loss
+    row_sums[row, 0] = loss - math.log(right_labels)
     row_sums[row, 1] = 1.0 if first_logit >= best else 0.0
+
+
+@njit(nogil=True, cache=True)
+def bucket_by_row(ids: np.ndarray, present: np.ndarray, starts: np.ndarray, entries: np.ndarray) -> None:
+    """Entries (flat positions in `ids`, those `present`) grouped by table row modulo PARTS, each group in
+    its entries' order: a counting sort. Group p is entries[starts[p]:starts[p + 1]]."""
+    starts[:] = 0
+    for k in range(ids.shape[0]):
+        if present[k]:
+            starts[ids[k] % PARTS + 1] += 1
+    for part in range(PARTS):
+        starts[part + 1] += starts[part]
+    filled = starts[:PARTS].copy()
+    for k in range(ids.shape[0]):
+        if present[k]:
+            part = ids[k] % PARTS
+            entries[filled[part]] = k
+            filled[part] += 1
 
 
 @njit(parallel=True, nogil=True, cache=True, fastmath=FAST_MATH)
 def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: np.ndarray, inputs: np.ndarray,
                 outputs: np.ndarray, first_step: int, learning_rate: float, total_steps: int, seed: int,
-                num_ns: int, cores: int) -> tuple[float, float]:
+                num_ns: int) -> tuple[float, float]:
     """Train on a block of batches: inputs (steps, batch) for skip-gram or (steps, batch, window) for CBOW
     (padding 0), outputs (steps, batch, 1) of true contexts (num_ns negatives drawn per row) or
     (steps, batch, 1 + negatives) stored; the tables are updated in place. (Summed loss, correct rows).
 
-    A table row is the core `id % cores`'s. Skip-gram's rows are scored by the core that owns their input
-    word, which then adds the input updates itself (no other core reads those rows this step); CBOW's
-    windows span cores' words, so any core scores a row and the owners add the updates after."""
+    Phase 1 scores the batch's rows, in chunks that idle cores take. Phase 2 hands out the PARTS groups of
+    table rows (row id modulo PARTS) the same way; a group's rows take their updates in batch order. A
+    stalled core holds up one chunk or one group, not its fixed half of the step, and no sum depends on
+    which core or how many cores ran."""
     steps, batch = inputs.shape[0], inputs.shape[1]
     cbow = inputs.ndim == 3
+    width = inputs.shape[2] if cbow else 1
     dim = input_table.shape[1]
     contexts = 1 + num_ns if num_ns else outputs.shape[2]
     rate0, total = np.float32(learning_rate), np.float32(total_steps)
-    # Each row's scratch starts on its own cache line: cores write rows of the same step side by side.
-    context_ids = np.empty((batch, padded(contexts, 16)), np.int32)[:, :contexts]
+    # Each row's scratch starts on its own cache line: cores write rows of the same step side by side (the
+    # few bytes of a row's context ids are written in chunks of ROWS_PER_CHUNK rows).
+    context_ids = np.empty((batch, contexts), np.int32)
     errors = np.empty((batch, padded(contexts, 16)), np.float32)
     vectors = np.empty((batch, padded(dim, 16)), np.float32)
     updates = np.empty((batch, padded(dim, 16)), np.float32)
     row_sums = np.empty((batch, 8), np.float64)  # loss, correct
+    output_starts, input_starts = np.empty(PARTS + 1, np.int64), np.empty(PARTS + 1, np.int64)
+    output_entries = np.empty(batch * contexts, np.int64)
+    input_entries = np.empty(batch * width, np.int64)
+    every_output = np.ones(batch * contexts, np.bool_)
     loss_total, correct_total = 0.0, 0.0
     for s in range(steps):
         step = first_step + s
         rate = learning_rate_at(step, rate0, total)
         stream = noise_stream(seed, step)
-        if cbow:
-            for row in prange(batch):
+        for chunk in prange(-(-batch // ROWS_PER_CHUNK)):
+            for row in range(chunk * ROWS_PER_CHUNK, min(batch, (chunk + 1) * ROWS_PER_CHUNK)):
                 score_row(row, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream, rate,
                           context_ids, errors, vectors, updates, row_sums)
-            for core in prange(cores):
-                for row in range(batch):
-                    for w in range(inputs.shape[2]):
-                        word = inputs[s, row, w]
-                        if word != 0 and word % cores == core:
-                            input_table[word] += updates[row, :dim]
-        else:
-            for core in prange(cores):
-                for row in range(batch):
-                    if inputs[s, row] % cores == core:
-                        score_row(row, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream,
-                                  rate, context_ids, errors, vectors, updates, row_sums)
-                for row in range(batch):
-                    word = inputs[s, row]
-                    if word % cores == core:
-                        input_table[word] += updates[row, :dim]
-        # The output rows: each adds the updates aimed at it, in batch order, on the core that owns it.
-        for core in prange(cores):
-            for row in range(batch):
-                for c in range(contexts):
-                    context = context_ids[row, c]
-                    if context % cores == core:
-                        error, vector, context_vector = errors[row, c], vectors[row, :dim], output_table[context]
-                        for k in range(dim):
-                            context_vector[k] += error * vector[k]
+        flat_inputs = inputs[s].ravel()
+        bucket_by_row(context_ids.ravel(), every_output, output_starts, output_entries)
+        bucket_by_row(flat_inputs, flat_inputs != 0, input_starts, input_entries)
+        for part in prange(PARTS):
+            for k in range(output_starts[part], output_starts[part + 1]):
+                entry = output_entries[k]
+                row, c = entry // contexts, entry % contexts
+                error, vector, context_vector = errors[row, c], vectors[row, :dim], output_table[context_ids[row, c]]
+                for d in range(dim):
+                    context_vector[d] += error * vector[d]
+            for k in range(input_starts[part], input_starts[part + 1]):
+                entry = input_entries[k]
+                input_table[flat_inputs[entry]] += updates[entry // width, :dim]
         for row in range(batch):
             loss_total += row_sums[row, 0]
             correct_total += row_sums[row, 1]
@@ -254,15 +273,16 @@ Tables = tuple[np.ndarray, np.ndarray]
 
 
 def train_call(config: Any, cores: int) -> Callable[..., tuple[Tables, float, float]]:
-    """`w2vpipe.sgd.train_call`'s call on `cores` cores: (tables, noise table, block inputs, block outputs,
+    """`w2vpipe.sgd.train_call`'s call on `cores` cores (numba's threads): (tables, noise table, block inputs, block outputs,
     first step) -> (the same tables, updated in place; summed loss; correct rows). `config` is a
     `w2vpipe.sgd.StepConfig` (shared negatives are the keras.ops loop's alone)."""
     numba.set_num_threads(cores)
 
     def call(tables: Tables, noise_table: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
              first_step: int) -> tuple[Tables, float, float]:
+        numba.set_parallel_chunksize(1)  # idle cores take the next chunk of rows or group of table rows
         loss, correct = train_steps(tables[0], tables[1], noise_table, inputs, outputs, int(first_step),
-                                    config.learning_rate, config.total_steps, config.seed, config.num_ns, cores)
+                                    config.learning_rate, config.total_steps, config.seed, config.num_ns)
         return tables, loss, correct
 
     return call
