@@ -94,3 +94,14 @@ def test_held_out_scores_equal_the_keras_ops_ones() -> None:
     loss, correct = cpu_sgd.evaluate_call(3)(tables, inputs, outputs)
     assert loss == pytest.approx(float(expected[0]), rel=1e-5)
     assert abs(correct - float(expected[1])) <= 1
+
+
+def test_negatives_shared_per_batch_keep_the_keras_ops_loop() -> None:
+    from w2vpipe import distributed
+
+    assert isinstance(distributed.placement(None, "jax", 1), distributed.HostCores)
+    assert not isinstance(distributed.placement(None, "jax", 1, shared_negatives=True), distributed.HostCores)
+    config = sgd.StepConfig(batch_size=8, steps_per_call=1, num_ns=4, shared_negatives=8, learning_rate=0.05,
+                            total_steps=1, vocab_size=100, seed=0)
+    with pytest.raises(ValueError, match="keras.ops loop"):
+        cpu_sgd.train_call(config, 1)

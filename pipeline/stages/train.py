@@ -63,7 +63,7 @@ def run(params: Params) -> str:
             return train_in_group(params, counts, stats, group, distributed.placement(group, backend))
     tracking.check_store()
     cache_compiled_programs()
-    placement = distributed.placement(group, backend, params.train.cores)
+    placement = distributed.placement(group, backend, params.train.cores, bool(params.train.shared_negatives))
     from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)

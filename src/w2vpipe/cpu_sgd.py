@@ -275,7 +275,9 @@ Tables = tuple[np.ndarray, np.ndarray]
 def train_call(config: Any, cores: int) -> Callable[..., tuple[Tables, float, float]]:
     """`w2vpipe.sgd.train_call`'s call on `cores` cores (numba's threads): (tables, noise table, block inputs, block outputs,
     first step) -> (the same tables, updated in place; summed loss; correct rows). `config` is a
-    `w2vpipe.sgd.StepConfig` (shared negatives are the keras.ops loop's alone)."""
+    `w2vpipe.sgd.StepConfig`; shared negatives are the keras.ops loop's alone."""
+    if config.shared_negatives:
+        raise ValueError("negatives shared per batch train on the keras.ops loop (w2vpipe.sgd)")
     numba.set_num_threads(cores)
 
     def call(tables: Tables, noise_table: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,

@@ -172,10 +172,11 @@ class HostCores(Placement):
         return cpu_sgd.evaluate_call(batches)
 
 
-def placement(group: ProcessGroup | None, backend: str, cores: int = 0) -> Placement:
+def placement(group: ProcessGroup | None, backend: str, cores: int = 0, shared_negatives: bool = False) -> Placement:
     """Where training puts its tensors: over all the devices JAX sees, a group's once it has joined
     (`join`), or one process's several GPUs; in this process's memory on `cores` CPU cores (0: all it may
-    use) where JAX has no accelerator; otherwise on TensorFlow's one device."""
+    use) where JAX has no accelerator, unless negatives are shared per batch (a matrix product that only
+    the keras.ops loop has); otherwise on one device."""
     if group is not None:
         return DataParallel()
     if backend == "jax":
@@ -183,7 +184,7 @@ def placement(group: ProcessGroup | None, backend: str, cores: int = 0) -> Place
 
         if jax.device_count() > 1:
             return DataParallel()
-        if jax.default_backend() == "cpu":
+        if jax.default_backend() == "cpu" and not shared_negatives:
             from w2vpipe.cpu_sgd import available_cores
 
             return HostCores(min(cores, available_cores()) if cores else available_cores())

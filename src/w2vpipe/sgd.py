@@ -167,9 +167,9 @@ StepsCompiler = Callable[[Callable[..., Any]], Callable[..., Any]]  # compiles t
 def train_call(config: StepConfig, compiler: StepsCompiler | None = None) -> Callable[..., tuple[Tables, Any, Any]]:
     """(tables, noise table, block inputs, block outputs, first step) -> (tables, summed loss, correct):
     `steps_per_call` steps over a block's batches (shaped (steps, batch[, columns])), compiled for the
-    backend (or by `compiler`, which may place it on several devices: `w2vpipe.distributed`). The rate, its schedule and the seed are arguments,
-    not constants of the program, so one compiled program (and JAX's cache of it) serves every run
-    of the same shapes."""
+    backend (or by `compiler`, which may place it on several devices: `w2vpipe.distributed`). The rate,
+    its schedule and the seed are arguments, not constants of the program, so one compiled program (and
+    JAX's cache of it) serves every run of the same shapes."""
 
     def run(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any, schedule: Any,
             seed: Any) -> Any:
