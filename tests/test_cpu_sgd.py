@@ -4,12 +4,19 @@ XLA) on skip-gram, CBOW and stored negatives, and the same bytes on one core as 
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numba
 import numpy as np
 import pytest
 from keras import ops
 
 from w2vpipe import cpu_sgd, sgd
+from conftest import REPO_ROOT
 from w2vpipe.model import noise_table
 
 STEPS, BATCH, NUM_NS = 6, 64, 5
@@ -105,3 +112,24 @@ def test_negatives_shared_per_batch_keep_the_keras_ops_loop() -> None:
                             total_steps=1, vocab_size=100, seed=0)
     with pytest.raises(ValueError, match="keras.ops loop"):
         cpu_sgd.train_call(config, 1)
+
+
+def test_a_copy_of_the_checkout_loads_the_compiled_kernel(tmp_path: Path) -> None:
+    """`dvc exp run --temp` and Prefect runs train in a copy of the checkout at another path: the compiled
+    kernel is found by its source's content, not compiled again (~10 s)."""
+    script = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); from w2vpipe import cpu_sgd; "
+              "t = np.zeros((50, 8), np.float32); "
+              "cpu_sgd.train_steps(t, t.copy(), np.ones(9, np.int32), np.ones((1, 4), np.int32), "
+              "np.ones((1, 4, 1), np.int32), 0, 0.025, 10, 1, 2)")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_DEBUG_CACHE": "1"}
+    outputs = []
+    for copy in ("first", "second"):
+        shutil.copytree(REPO_ROOT / "src", tmp_path / copy, ignore=shutil.ignore_patterns("__pycache__"))
+        result = subprocess.run([sys.executable, "-c", script, str(tmp_path / copy)], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs.append(result.stdout + result.stderr)
+    assert "data saved to" in outputs[0] and "cpu_sgd.train_steps" in outputs[0]
+    loaded = [line for line in outputs[1].splitlines() if "data loaded from" in line and "train_steps" in line]
+    assert loaded, outputs[1][-2000:]
+    assert not [line for line in outputs[1].splitlines() if "data saved to" in line and "train_steps" in line]

@@ -19,11 +19,13 @@ from typing import Any
 def _pin_code_target() -> None:
     """Compile for one CPU model on every x86-64 machine with AVX2 and FMA (Haswell's instructions, which
     AVX-512 machines also run), so that the reordered sums come out the same there; and keep the compiled
-    code in the user's cache of compiled programs (a package's own folder may be read-only). Numba reads
-    both settings when it is first imported."""
+    code in the user's cache of compiled programs, keyed by the source's content (`w2vpipe.numba_cache`),
+    so that copies of the checkout share it. Numba reads these settings when it is first imported."""
     from w2vpipe.backend import compile_cache_dir
 
     os.environ.setdefault("NUMBA_CACHE_DIR", str(compile_cache_dir() / "numba"))
+    os.environ.setdefault("NUMBA_CACHE_LOCATOR_CLASSES", "w2vpipe.numba_cache.SourceContentLocator,"
+                          "UserProvidedCacheLocator,InTreeCacheLocator,UserWideCacheLocator")
     if "NUMBA_CPU_NAME" not in os.environ:
         try:
             flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
