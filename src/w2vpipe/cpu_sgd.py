@@ -43,7 +43,7 @@ from numba import njit, prange  # noqa: E402
 
 # Sums may be reordered (a dot product becomes SIMD lanes) and products fused into FMAs; NaN and infinity
 # keep their meaning (a diverging training must show). The order then depends on the code the CPU target
-# gets: `w2vpipe.backend` pins it.
+# gets: `_pin_code_target` pins it.
 FAST_MATH = {"reassoc", "contract", "nsz"}
 # Groups of table rows (row id modulo PARTS) that cores take one at a time when they add a step's updates:
 # a fixed count, so that no sum depends on the cores, and many more groups than cores, so that a stalled
