@@ -95,11 +95,6 @@ def learning_rate_at(step: int, learning_rate: np.float32, total_steps: np.float
     return np.float32((learning_rate - end) * (np.float32(1.0) - done) + end)
 
 
-@njit(inline="always")
-def softplus(x: float) -> float:
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
 @njit(nogil=True, cache=True, fastmath=FAST_MATH)
 def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarray, noise_table: np.ndarray,
               inputs: np.ndarray, outputs: np.ndarray, num_ns: int, stream: np.uint32, rate: np.float32,
@@ -160,6 +155,17 @@ def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarra
 
 
 @njit(nogil=True, cache=True)
+def row_scratch(batch: int, contexts: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """`score_row`'s scratch for a batch: context ids, errors, input vectors, input updates, (loss, correct).
+    Each row's floats start on their own cache line: cores write rows of the same step side by side (the
+    few bytes of a row's context ids are written in chunks of ROWS_PER_CHUNK rows)."""
+    return (np.empty((batch, contexts), np.int32), np.empty((batch, padded(contexts, 16)), np.float32),
+            np.empty((batch, padded(dim, 16)), np.float32), np.empty((batch, padded(dim, 16)), np.float32),
+            np.empty((batch, 8), np.float64))
+
+
+@njit(nogil=True, cache=True)
 def bucket_by_row(ids: np.ndarray, present: np.ndarray, starts: np.ndarray, entries: np.ndarray) -> None:
     """Entries (flat positions in `ids`, those `present`) grouped by table row modulo PARTS, each group in
     its entries' order: a counting sort. Group p is entries[starts[p]:starts[p + 1]]."""
@@ -195,13 +201,7 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
     dim = input_table.shape[1]
     contexts = 1 + num_ns if num_ns else outputs.shape[2]
     rate0, total = np.float32(learning_rate), np.float32(total_steps)
-    # Each row's scratch starts on its own cache line: cores write rows of the same step side by side (the
-    # few bytes of a row's context ids are written in chunks of ROWS_PER_CHUNK rows).
-    context_ids = np.empty((batch, contexts), np.int32)
-    errors = np.empty((batch, padded(contexts, 16)), np.float32)
-    vectors = np.empty((batch, padded(dim, 16)), np.float32)
-    updates = np.empty((batch, padded(dim, 16)), np.float32)
-    row_sums = np.empty((batch, 8), np.float64)  # loss, correct
+    context_ids, errors, vectors, updates, row_sums = row_scratch(batch, contexts, dim)
     output_starts, input_starts = np.empty(PARTS + 1, np.int64), np.empty(PARTS + 1, np.int64)
     output_entries = np.empty(batch * contexts, np.int64)
     input_entries = np.empty(batch * width, np.int64)
@@ -235,35 +235,24 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
 
 
 @njit(parallel=True, nogil=True, cache=True, fastmath=FAST_MATH)
-def evaluate_rows(input_table: np.ndarray, output_table: np.ndarray, inputs: np.ndarray,
-                  outputs: np.ndarray) -> tuple[float, float]:
-    """(Summed loss, correct rows) of held-out examples: inputs (rows,) or (rows, window), outputs
-    (rows, 1 + negatives) with the true context first; as `w2vpipe.sgd.evaluate_call` scores them."""
-    rows, dim = inputs.shape[0], input_table.shape[1]
-    row_loss = np.empty(rows, np.float64)
-    row_correct = np.empty(rows, np.float64)
-    for row in prange(rows):
-        vector = np.zeros(dim, np.float32)
-        if inputs.ndim == 2:
-            present = 0
-            for w in range(inputs.shape[1]):
-                if inputs[row, w] != 0:
-                    present += 1
-                    vector += input_table[inputs[row, w]]
-            vector *= np.float32(1.0) / np.float32(max(present, 1))
-        else:
-            vector += input_table[inputs[row]]
-        loss, best, first_logit = 0.0, -np.inf, 0.0
-        for c in range(outputs.shape[1]):
-            logit = dot(vector, output_table[outputs[row, c]])
-            loss += softplus(-logit) if c == 0 else softplus(logit)
-            if c == 0:
-                first_logit = logit
-            elif logit > best:
-                best = logit
-        row_loss[row] = loss
-        row_correct[row] = 1.0 if first_logit >= best else 0.0
-    return row_loss.sum(), row_correct.sum()
+def evaluate_batches(input_table: np.ndarray, output_table: np.ndarray, inputs: np.ndarray,
+                     outputs: np.ndarray) -> tuple[float, float]:
+    """(Summed loss, correct rows) of held-out batches, inputs (batches, batch[, window]) and outputs
+    (batches, batch, 1 + negatives) with the true context first: each row scored as a training step scores
+    it, at rate 0 (nothing moves); as `w2vpipe.sgd.evaluate_call` scores them."""
+    batches, batch = inputs.shape[0], inputs.shape[1]
+    context_ids, errors, vectors, updates, row_sums = row_scratch(batch, outputs.shape[2], input_table.shape[1])
+    no_noise = np.zeros(1, np.int32)  # stored negatives: nothing is drawn
+    loss_total, correct_total = 0.0, 0.0
+    for b in range(batches):
+        for chunk in prange(-(-batch // ROWS_PER_CHUNK)):
+            for row in range(chunk * ROWS_PER_CHUNK, min(batch, (chunk + 1) * ROWS_PER_CHUNK)):
+                score_row(row, b, input_table, output_table, no_noise, inputs, outputs, 0, np.uint32(0),
+                          np.float32(0.0), context_ids, errors, vectors, updates, row_sums)
+        for row in range(batch):
+            loss_total += row_sums[row, 0]
+            correct_total += row_sums[row, 1]
+    return loss_total, correct_total
 
 
 def available_cores() -> int:
@@ -275,9 +264,9 @@ Tables = tuple[np.ndarray, np.ndarray]
 
 
 def train_call(config: Any, cores: int) -> Callable[..., tuple[Tables, float, float]]:
-    """`w2vpipe.sgd.train_call`'s call on `cores` cores (numba's threads): (tables, noise table, block inputs, block outputs,
-    first step) -> (the same tables, updated in place; summed loss; correct rows). `config` is a
-    `w2vpipe.sgd.StepConfig`; shared negatives are the keras.ops loop's alone."""
+    """`w2vpipe.sgd.train_call`'s call on `cores` cores (numba's threads): (tables, noise table, block inputs,
+    block outputs, first step) -> (the same tables, updated in place; summed loss; correct rows). `config`
+    is a `w2vpipe.sgd.StepConfig`; shared negatives are the keras.ops loop's alone."""
     if config.shared_negatives:
         raise ValueError("negatives shared per batch train on the keras.ops loop (w2vpipe.sgd)")
     numba.set_num_threads(cores)
@@ -296,8 +285,6 @@ def evaluate_call(batches: int) -> Callable[..., tuple[float, float]]:
     """`w2vpipe.sgd.evaluate_call`'s call: (tables, inputs, outputs) shaped (batches, batch[, columns])."""
 
     def call(tables: Tables, inputs: np.ndarray, outputs: np.ndarray) -> tuple[float, float]:
-        rows = inputs.shape[0] * inputs.shape[1]
-        return evaluate_rows(tables[0], tables[1], inputs.reshape(rows, *inputs.shape[2:]),
-                             outputs.reshape(rows, outputs.shape[2]))
+        return evaluate_batches(tables[0], tables[1], inputs, outputs)
 
     return call

@@ -157,9 +157,9 @@ class TrainParams(Section):
                              "per batch, shared by all its examples and weighted num_ns/N (BlazingText), "
                              "optimizer sgd only")
     cores: int = Field(
-        0, ge=0, description="CPU cores that train sgd (word2vec.c's step on the tables in memory, each core "
-                             "updating its own rows; the same tables whatever the count); 0: all this process "
-                             "may use")
+        0, ge=0, description="CPU cores that train sgd (word2vec.c's step on the tables in memory, each row's "
+                             "updates added by one core in batch order; the same tables whatever the count); 0: "
+                             "all this process may use")
     backend: Literal["jax", "tensorflow"] = Field(
         "jax", description="the Keras backend that trains sgd (the same code and draws on both): jax, faster here "
                            "(bench/benchmark.py) and needed across processes; adam always trains on tensorflow")

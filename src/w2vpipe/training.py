@@ -3,8 +3,8 @@
 word2vec.c's recipe (`train.optimizer: sgd`, the default) runs one compiled call of many steps per
 block of each shard's examples (permuted on the host), drawing each batch's negatives inside: on the
 CPU's cores `w2vpipe.cpu_sgd` (numba), on accelerators and TensorFlow `w2vpipe.sgd`'s keras.ops loop,
-the same steps (`w2vpipe.distributed` picks the placement). The tutorial's recipe (Adam over a softmax) runs Keras's `model.fit` on a tf.data
-pipeline (TensorFlow only). Both keep the same epochs, callbacks, checkpoints and metrics.
+the same steps (`w2vpipe.distributed` picks the placement). The tutorial's recipe (Adam over a
+softmax) runs Keras's `model.fit` on a tf.data pipeline (TensorFlow only). Both keep the same epochs, callbacks, checkpoints and metrics.
 """
 
 from __future__ import annotations
@@ -465,7 +465,7 @@ class Run:
 
 
 def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
-    """word2vec.c's SGD through `w2vpipe.sgd`'s compiled loop: each shard's blocks go to the device at once
+    """word2vec.c's SGD through the placement's compiled loop: each shard's blocks go to the device at once
     (the next shard, of this epoch or the next, is drawn on the host meanwhile), then one call per block;
     the loss and accuracy are summed on the device and read once per epoch, when the callbacks run."""
     from w2vpipe import sgd
@@ -497,14 +497,13 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
     callbacks = keras.callbacks.CallbackList(run.callbacks, model=model, epochs=params.epochs,
                                              steps=run.steps_per_epoch)
     history: dict[str, list[float]] = {}
-    batches_per_call = run.steps_per_call
-    blocks = run.steps_per_epoch // batches_per_call
+    blocks = run.steps_per_epoch // run.steps_per_call
 
     def every_epoch() -> Iterator[list[tuple[Any, Any]] | None]:
         # Each shard's blocks on the device(s), epoch after epoch, so that even a one-shard corpus draws its next
         # epoch while this one trains.
         for epoch in range(run.first_epoch, params.epochs):
-            for inputs, outputs in epoch_blocks(run.shards, blocks, batches_per_call, params.batch_size, params.seed,
+            for inputs, outputs in epoch_blocks(run.shards, blocks, run.steps_per_call, params.batch_size, params.seed,
                                                 epoch):
                 yield [(place.batches(block_inputs), place.batches(block_outputs))
                        for block_inputs, block_outputs in zip(inputs, outputs, strict=True)]
@@ -526,8 +525,8 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
                 for inputs, outputs in shard_blocks:
                     tables, loss, correct = train_call(tables, noise_table, inputs, outputs, step)
                     sums.append((loss, correct))
-                    step += batches_per_call
-                    progress.update(batches_per_call)
+                    step += run.steps_per_call
+                    progress.update(run.steps_per_call)
             examples = run.steps_per_epoch * params.batch_size
             logs = {"loss": sum(float(place.to_host(loss)) for loss, _ in sums) / run.steps_per_epoch,
                     "accuracy": sum(float(place.to_host(correct)) for _, correct in sums) / examples}
