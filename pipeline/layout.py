@@ -64,9 +64,11 @@ def check_shards(root: Path, check_shard: Callable[[Path], int], counted: int | 
 
 
 def check_example_shards(vocab_size: int, stats: dict[str, int]) -> None:
-    """Every example shard sound, and as many rows as the examples stage counted (before TensorFlow loads)."""
+    """Every example shard sound, and as many rows as the examples stage counted (before TensorFlow loads);
+    the training pairs only where the stage stored them."""
     fix = f"rebuild the examples (dvc repro -f examples) or restore them (dvc checkout {EXAMPLES_DIR})"
-    for validation, total in ((False, "pairs"), (True, "validation_pairs")):
+    stored = [(False, "pairs")] if stats.get("pairs_stored", True) else []
+    for validation, total in (*stored, (True, "validation_pairs")):
         root = EXAMPLES_DIR / VALIDATION_DIR_NAME if validation else EXAMPLES_DIR
         check_shards(root, partial(check_examples_shard, vocab_size=vocab_size, fix=fix), stats.get(total),
                      "examples", fix)

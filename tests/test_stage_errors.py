@@ -156,6 +156,16 @@ def examples_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def stored_examples_made(examples_made: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same, with the training pairs stored (examples.redraw_each_epoch: false): every epoch trains on them."""
+    root = tmp_path_factory.mktemp("stored-examples-made")
+    shutil.copytree(examples_made, root, dirs_exist_ok=True)
+    set_params(root, examples__redraw_each_epoch=False)
+    assert stage(root, "examples").returncode == 0
+    return root
+
+
 def half_ids_out_of_range(path: Path) -> None:
     array = np.load(path)
     array[: len(array) // 2] = 10**6
@@ -177,9 +187,9 @@ def cut_mid_file(path: Path) -> None:
     (cut_mid_file, "is missing or damaged"),
 ])
 def test_damaged_example_shards_stop_training_before_tensorflow_loads(
-        examples_made: Path, tmp_path: Path, damage: Any, message: str) -> None:
+        stored_examples_made: Path, tmp_path: Path, damage: Any, message: str) -> None:
     workdir = tmp_path / "project"
-    shutil.copytree(examples_made, workdir)
+    shutil.copytree(stored_examples_made, workdir)
     damage(workdir / "data" / "examples" / "shard-00000" / "outputs.npy")
     # A tensorflow that cannot be imported: the check must come first.
     (tmp_path / "no-tf" / "tensorflow").mkdir(parents=True)
@@ -190,9 +200,9 @@ def test_damaged_example_shards_stop_training_before_tensorflow_loads(
     assert "Epoch" not in result.stdout and not (workdir / "mlflow.db").exists()  # no training, no run
 
 
-def test_a_shard_missing_from_the_count_is_caught(examples_made: Path, tmp_path: Path) -> None:
+def test_a_shard_missing_from_the_count_is_caught(stored_examples_made: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "project"
-    shutil.copytree(examples_made, workdir)
+    shutil.copytree(stored_examples_made, workdir)
     stats_file = workdir / "data" / "examples" / "stats.json"
     stats = json.loads(stats_file.read_text())
     stats_file.write_text(json.dumps({**stats, "pairs": stats["pairs"] + 7}))
@@ -397,7 +407,7 @@ def shard_renamed(path: Path) -> None:
 ])
 def test_damaged_vectorized_shards_stop_training_and_examples_before_their_work(
         examples_made: Path, tmp_path: Path, name: str, damage: Any, message: str) -> None:
-    """Training draws every epoch after the first from data/vectorized (examples.redraw_each_epoch): a damaged
+    """Training draws every epoch from data/vectorized (examples.redraw_each_epoch): a damaged
     shard there stops it before TensorFlow or MLflow load, as it stops the examples stage, not an IndexError an
     epoch into training."""
     workdir = tmp_path / "project"
@@ -410,9 +420,9 @@ def test_damaged_vectorized_shards_stop_training_and_examples_before_their_work(
     assert "data/vectorized" in line and message in line, line
     assert "dvc repro -f vectorize" in line and "dvc checkout data/vectorized" in line
     assert "Epoch" not in result.stdout and not (workdir / "mlflow.db").exists()
-    examples = (workdir / "data" / "examples" / "shard-00000" / "inputs.npy").read_bytes()
+    examples = (workdir / "data" / "examples" / "stats.json").read_bytes()
     assert one_line_error(stage(workdir, "examples")) == line
-    assert (workdir / "data" / "examples" / "shard-00000" / "inputs.npy").read_bytes() == examples
+    assert (workdir / "data" / "examples" / "stats.json").read_bytes() == examples
 
 
 def test_a_diverging_training_stops_at_its_epoch_writes_no_model_and_is_not_resumed(examples_made: Path,

@@ -76,10 +76,30 @@ def test_outputs_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
         assert all(f"; {workers} worker{'s' if workers > 1 else ''}; made in" in line for line in summaries)
         results[workers] = {name: every_file(workdir / "data" / name) for name in ("vectorized", "examples")}
     assert len(results[1]["vectorized"]) == 7 * 2 * 2 + 3  # tokens and lengths per shard, twice; vocab, counts, stats
-    assert len(results[1]["examples"]) == 7 * 2 * 2 + 1  # inputs and outputs per shard, training and held out; stats
+    assert len(results[1]["examples"]) == 7 * 2 + 1  # inputs and outputs of each held-out shard; stats
     assert results[1] == results[2]
     stats = json.loads((workdir / "data" / "examples" / "stats.json").read_text())
-    assert stats["negatives"] == "per_batch" and stats["shards"] == 7
+    assert stats["negatives"] == "per_batch" and stats["shards"] == 7 and not stats["pairs_stored"]
+
+
+def test_training_draws_the_pairs_the_examples_stage_counted(workdir: Path, tmp_path: Path) -> None:
+    """With examples.redraw_each_epoch (the default) the stage stores no training pair, only their count, and
+    training draws them itself: one epoch trains to the same bytes as on the pairs the stage stores without it."""
+    embeddings, stored = {}, {}
+    for redraw in (True, False):
+        project = tmp_path / f"redraw-{redraw}"
+        shutil.copytree(workdir, project)
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["examples"]["redraw_each_epoch"] = redraw
+        params["train"].update(epochs=1, embedding_dim=16)
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        summary = stage(project, "examples")
+        assert ("counted, not stored" in summary) == redraw
+        stored[redraw] = sorted(path.name for path in (project / "data" / "examples").glob("shard-*"))
+        stage(project, "train")
+        embeddings[redraw] = (project / "models" / "w2v_embedding.npy").read_bytes()
+    assert stored == {True: [], False: [f"shard-{index:05d}" for index in range(7)]}
+    assert embeddings[True] == embeddings[False]
 
 
 def test_a_gzip_corpus_gives_the_same_outputs(workdir: Path, tmp_path: Path) -> None:

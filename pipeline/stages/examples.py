@@ -1,7 +1,13 @@
 """Stage 3: skip-gram pairs or CBOW windows (with negatives, or positives only when negatives are
 drawn per batch), one examples shard per vectorized shard, each a task on a Dask cluster
 (`pipeline.cluster`), plus a stats file. Held-out lines give validation examples, always with their
-negatives: the same every epoch."""
+negatives: the same every epoch.
+
+With `examples.redraw_each_epoch` (the default) training draws every epoch's examples itself, from the
+vectorized sentences and the seeds (`shard_examples`), the first epoch's as this stage draws them: the
+stage then stores no training pairs (8 bytes a pair, several pairs a word: many times the corpus), only
+how many each shard gives, which sets the epoch's steps. Without it, every epoch trains on the pairs
+stored here (the tutorial's way)."""
 
 from __future__ import annotations
 
@@ -48,12 +54,18 @@ def shard_examples(index: int, params: ExamplesParams, architecture: str, counts
 
 def make_shard(index: int, params: ExamplesParams, architecture: str, counts: np.ndarray, vectorized_dir: Path,
                out_dir: Path, validation: bool = False) -> tuple[int, int]:
-    """Task: write epoch 0's examples of shard `index` (or of its held-out lines); (sentences, examples)."""
+    """Task: draw epoch 0's examples of shard `index` (or of its held-out lines), and write them unless training
+    draws them itself; (sentences, examples)."""
     sentences, examples = shard_examples(index, params, architecture, counts, validation=validation,
                                          vectorized_dir=vectorized_dir)
-    if len(examples):
+    if len(examples) and (validation or stores_training_pairs(params)):
         save_examples(examples, layout.shard_dir(out_dir, index, validation))
     return sentences, len(examples)
+
+
+def stores_training_pairs(params: ExamplesParams) -> bool:
+    """Whether the training pairs are stored: only when every epoch trains on the same draw."""
+    return not params.redraw_each_epoch
 
 
 def run(params: Params) -> str:
@@ -80,7 +92,8 @@ def run(params: Params) -> str:
         if pairs == 0:
             advice = " or set examples.subsample: false" if params.examples.subsample else ""
             raise PipelineError(f"the corpus gave no training examples: use a larger corpus{advice}")
-        stats = {"sentences": sentences, "pairs": pairs, "shards": len(vectorized), "num_ns": params.examples.num_ns,
+        stats = {"sentences": sentences, "pairs": pairs, "pairs_stored": stores_training_pairs(params.examples),
+                 "shards": len(vectorized), "num_ns": params.examples.num_ns,
                  "negatives": params.examples.negatives, "architecture": params.train.architecture,
                  "validation_sentences": sum(result[0] for result in validation),
                  "validation_pairs": sum(result[1] for result in validation)}
@@ -89,5 +102,7 @@ def run(params: Params) -> str:
     negatives = (f"{params.examples.num_ns} negatives each" if params.examples.negatives == "stored"
                  else f"positives only ({params.examples.num_ns} negatives to be drawn per batch)")
     kind = "CBOW windows" if params.train.architecture == "cbow" else "skip-gram pairs"
+    if not stats["pairs_stored"]:
+        negatives += "; counted, not stored: training draws them"
     return (f"{pairs:,} {kind}, {negatives}, from {sentences:,} sentences ({stats['validation_pairs']:,} held out); "
             f"shards: {len(vectorized)}; {workers}; made in {seconds:.3f} s ({sentences / seconds:,.0f} lines/s)")

@@ -25,7 +25,7 @@ from w2vpipe.backend import cache_compiled_programs, select_backend
 from w2vpipe.errors import PipelineError
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import Params, flatten
-from w2vpipe.skipgrams import Examples, load_examples_shard, noise_probabilities, word_counts
+from w2vpipe.skipgrams import Examples, noise_probabilities, word_counts
 from w2vpipe.training import (
     ExampleSource,
     TrainingDiverged,
@@ -47,6 +47,9 @@ def run(params: Params) -> str:
         if stats.get(key) != wanted:
             raise PipelineError(f"the examples were made with {key} {stats.get(key)} but params.yaml asks for "
                                 f"{wanted}: rerun the examples stage (dvc repro examples)")
+    if not stats.get("pairs_stored", True) and not params.examples.redraw_each_epoch:
+        raise PipelineError("the examples stage stored no training pairs (examples.redraw_each_epoch was true) but "
+                            "params.yaml trains on stored ones: rerun the examples stage (dvc repro examples)")
     check_trainable(stats["pairs"], params.train)
     if params.train.shared_negatives and not per_batch:
         raise PipelineError("train.shared_negatives draws negatives per batch: set examples.negatives: per_batch, "
@@ -163,19 +166,16 @@ def noise(params: Params, counts: np.ndarray) -> np.ndarray | None:
 
 def training_shards(params: Params, counts: np.ndarray) -> list[ExampleSource]:
     """The examples stage's shards; with `examples.redraw_each_epoch`, each shard a function that
-    gives epoch 0 the stage's examples and every later epoch a new draw (subsampling, dynamic
-    windows, stored negatives), as word2vec.c and gensim draw anew at every pass."""
-    stored = example_shards(layout.EXAMPLES_DIR)
+    draws its examples for each epoch from the vectorized sentences (subsampling, dynamic windows,
+    stored negatives): epoch 0 the examples stage's draw, every later epoch a new one, as word2vec.c
+    and gensim draw anew at every pass."""
     if not params.examples.redraw_each_epoch:
-        return list(stored)
+        return list(example_shards(layout.EXAMPLES_DIR))
     indices = [int(path.name.removeprefix("shard-")) for path in sorted(layout.VECTORIZED_DIR.glob(SHARD_GLOB))]
     return [partial(epoch_examples, index, params, counts) for index in indices]
 
 
 def epoch_examples(index: int, params: Params, counts: np.ndarray, epoch: int) -> Examples:
-    stored = layout.shard_dir(layout.EXAMPLES_DIR, index)
-    if epoch == 0 and stored.is_dir():
-        return load_examples_shard(stored)
     source = layout.shard_dir(layout.VECTORIZED_DIR, index)
     if not source.is_dir():
         raise PipelineError(f"{source} disappeared during training (epoch {epoch + 1} draws its examples from it): "
