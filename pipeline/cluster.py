@@ -15,10 +15,11 @@ total is a sum of integers: the outputs are the same bit for bit on any cluster.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
@@ -80,11 +81,13 @@ class Shards:
         where = "" if isinstance(self.client.cluster, LocalCluster) else f" at {self.client.scheduler.address}"
         return f"{workers} worker{'s' if workers != 1 else ''}{where}"
 
-    def run(self, function: Callable[..., Result], items: Sequence[Any],
-            on_done: Callable[[int, Result], None] = lambda index, result: None, **arguments: Any) -> list[Result]:
+    def run(self, function: Callable[..., Result], items: Collection[Any],
+            on_done: Callable[[int, Result], None] = lambda index, result: None, *, large_items: bool = False,
+            **arguments: Any) -> list[Result]:
         """`function(item, **arguments)` for every item; `on_done(i, result)` as each finishes (any order), the
         results in the items' order. Large arguments that every task takes (a dict, an array) are sent once
-        to each worker. A task's exception is raised here (a PipelineError keeps its one line)."""
+        to each worker; `large_items` (a shard's text) are sent straight to a worker. A task's exception is
+        raised here (a PipelineError keeps its one line)."""
         if self.client is None and len(items) <= 1:
             results = []
             for index, item in enumerate(items):
@@ -92,7 +95,7 @@ class Shards:
                 on_done(index, results[-1])
             return results
         client = self._cluster()
-        return run_tasks(client, function, items, on_done, **{
+        return run_tasks(client, function, items, on_done, large_items=large_items, **{
             name: self._share(client, value) if isinstance(value, dict | np.ndarray) else value
             for name, value in arguments.items()})
 
@@ -110,19 +113,35 @@ def shard_runner(params: ClusterParams) -> Iterator[Shards]:
         yield Shards(params, stack)
 
 
-def run_tasks(client: Client, function: Callable[..., Result], items: Sequence[Any], on_done: Callable[[int, Result],
-              None] = lambda index, result: None, **shared: Any) -> list[Result]:
+def run_tasks(client: Client, function: Callable[..., Result], items: Iterable[Any], on_done: Callable[[int, Result],
+              None] = lambda index, result: None, *, large_items: bool = False, **shared: Any) -> list[Result]:
     """`function(item, **shared)` for every item on the cluster; `on_done(i, result)` as each finishes
-    (any order), the results in the items' order. A task's exception is raised here (a PipelineError
-    keeps its one line). `pure=False`: runs of a shared cluster never reuse each other's results."""
-    futures = [client.submit(function, item, pure=False, **shared) for item in items]
-    position = {future.key: index for index, future in enumerate(futures)}
-    results: list[Any] = [None] * len(items)
+    (any order), the results in the items' order. Items are taken from `items` as tasks finish, two per
+    worker thread at a time: a stream of large items (scattered to a worker, not sent through the
+    scheduler's task graph) is held in memory a few at a time. A task's exception is raised here (a
+    PipelineError keeps its one line). `pure=False`: runs of a shared cluster never reuse each other's
+    results."""
+    pending: dict[str, tuple[int, list[Future]]] = {}  # future key: (item's index, futures to release with it)
+    results: dict[int, Any] = {}
+    running = as_completed(with_results=True)
+    numbered = enumerate(items)
+
+    def submit_next() -> None:
+        for index, item in itertools.islice(numbered, 1):
+            held = client.scatter([item], hash=False) if large_items else []
+            future = client.submit(function, held[0] if held else item, pure=False, **shared)
+            pending[future.key] = (index, [future, *held])
+            running.add(future)
+
+    for _ in range(2 * max(sum(client.nthreads().values()), 1)):
+        submit_next()
     try:
-        for future, result in as_completed(futures, with_results=True):
-            index = position[future.key]
+        for future, result in running:
+            index, _ = pending.pop(future.key)
             results[index] = result
             on_done(index, result)
+            submit_next()
     finally:
-        client.cancel(futures)  # after a failure, no task keeps writing into a folder about to be removed
-    return results
+        # After a failure, no task keeps writing into a folder about to be removed.
+        client.cancel([future for _, futures in pending.values() for future in futures])
+    return [results[index] for index in range(len(results))]

@@ -88,7 +88,7 @@ def test_shards_hold_the_lines_the_text_reader_gives(tmp_path: Path, monkeypatch
     rng = random.Random(7)
     pieces = ["word", "two words", "\r", "\n", "\r\n", " ", "É", "\t", "\x0b", "\x1c", "\xa0", "\u2028", "\x85",
               " a b\tc  d e ", "f,g h"]
-    corpus, plain = tmp_path / "corpus.txt", tmp_path / "plain.txt"
+    corpus = tmp_path / "corpus.txt"
     for trial in range(60):
         text = ("\ufeff" if trial % 3 == 0 else "") + "".join(rng.choice(pieces) for _ in range(rng.randint(1, 150)))
         data = text.encode("utf-8")
@@ -97,13 +97,13 @@ def test_shards_hold_the_lines_the_text_reader_gives(tmp_path: Path, monkeypatch
         monkeypatch.setattr(vocabulary, "MAX_LINE_WORDS", rng.choice([1, 2, 3, 10_000]))
         for shard_lines in (1, 3, 1000):
             expected = [[line.encode("utf-8") for line in block] for block in iter_line_blocks(corpus, shard_lines)]
-            found = find_shards(corpus, shard_lines, plain)
-            assert [read_shard_lines(found.path, shard) for shard in found.shards] == expected, (text, shard_lines)
+            found = find_shards(corpus, shard_lines)
+            assert [read_shard_lines(found.path, shard) for shard in found.sources()] == expected, (text, shard_lines)
             assert [shard.first_line for shard in found.shards] == [i * shard_lines for i in range(len(expected))]
 
 
 def test_held_out_lines_of_a_shard_are_the_streamed_blocks(shakespeare: Path, tmp_path: Path) -> None:
-    found = find_shards(shakespeare, 5000, tmp_path / "unused.txt")
+    found = find_shards(shakespeare, 5000)
     assert found.path == shakespeare and found.lines == 32777 and len(found.shards) == 7
     for shard, block in zip(found.shards, iter_line_blocks(shakespeare, 5000), strict=True):
         mine = split_block(read_shard_lines(found.path, shard), shard.first_line, 0.02)
@@ -136,7 +136,7 @@ def test_shards_close_at_shard_bytes_and_together_hold_every_line(tmp_path: Path
     """A shard closes at `shard_lines` lines or at the first line end SHARD_BYTES or more past its start,
     whichever comes first, as plain Python over the lines finds them; its lines are the reader's."""
     rng = random.Random(11)
-    corpus, plain = tmp_path / "corpus.txt", tmp_path / "plain.txt"
+    corpus = tmp_path / "corpus.txt"
     for _ in range(60):
         choices = ["a", "bb", "ccc", "dd dd", "\n", "\r\n", "\r", "  ", "\t"]
         words = [rng.choice(choices) for _ in range(rng.randint(1, 300))]
@@ -146,7 +146,7 @@ def test_shards_close_at_shard_bytes_and_together_hold_every_line(tmp_path: Path
         monkeypatch.setattr(corpus_shards, "SHARD_BYTES", cap)
         monkeypatch.setattr(corpus_shards, "SCAN_BYTES", rng.choice([3, 7, 1 << 20]))
         monkeypatch.setattr(vocabulary, "MAX_LINE_WORDS", max_words)
-        found = find_shards(corpus, shard_lines, plain)
+        found = find_shards(corpus, shard_lines)
         assert [(shard.start, shard.end, shard.lines) for shard in found.shards] == reference_shards(
             data, shard_lines, cap, max_words), (data, shard_lines, cap, max_words)
         read = [read_shard_lines(found.path, shard) for shard in found.shards]
@@ -171,7 +171,7 @@ def test_a_line_of_more_than_10000_words_is_cut_as_gensim_cuts_it(tmp_path: Path
     shards: a shard may begin and end inside the long line."""
     from gensim.models.word2vec import LineSentence
 
-    corpus, plain = tmp_path / "corpus.txt", tmp_path / "plain.txt"
+    corpus = tmp_path / "corpus.txt"
     line = long_line_corpus(corpus, 25_001)
     gensim_sentences = list(LineSentence(str(corpus)))
     assert [len(sentence) for sentence in gensim_sentences] == [3, 10_000, 10_000, 5_001, 3]
@@ -179,7 +179,7 @@ def test_a_line_of_more_than_10000_words_is_cut_as_gensim_cuts_it(tmp_path: Path
     for scan_bytes, shard_bytes in ((1 << 24, 1 << 24), (4096, 1 << 24), (7, 30_000), (50_000, 1)):
         monkeypatch.setattr(corpus_shards, "SCAN_BYTES", scan_bytes)
         monkeypatch.setattr(corpus_shards, "SHARD_BYTES", shard_bytes)
-        found = find_shards(corpus, 100_000, plain)
+        found = find_shards(corpus, 100_000)
         lines = [piece for shard in found.shards for piece in read_shard_lines(found.path, shard)]
         assert found.long_lines == 1 and found.lines == 5
         assert [piece.split() for piece in lines[1:4]] == [[word.encode() for word in sentence]
@@ -195,11 +195,11 @@ def test_a_line_of_more_than_10000_words_is_cut_as_gensim_cuts_it(tmp_path: Path
 def test_a_one_line_corpus_is_read_in_shards_of_bounded_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No task reads the whole line: every shard's byte range is about SHARD_BYTES (one 10,000-word piece more
     at most), and the ranges cover the file."""
-    corpus, plain = tmp_path / "corpus.txt", tmp_path / "plain.txt"
+    corpus = tmp_path / "corpus.txt"
     long_line_corpus(corpus, 200_000)
     corpus.write_bytes(corpus.read_bytes().split(b"\n")[1])  # the long line alone, no line end
     monkeypatch.setattr(corpus_shards, "SHARD_BYTES", 100_000)
-    found = find_shards(corpus, 100_000, plain)
+    found = find_shards(corpus, 100_000)
     sizes = [shard.end - shard.start for shard in found.shards]
     assert len(found.shards) > 5 and max(sizes) < 100_000 + 10_000 * 7  # a piece: 10,000 words of up to 6 letters
     assert [shard.start for shard in found.shards[1:]] == [shard.end for shard in found.shards[:-1]]

@@ -7,7 +7,9 @@ summary says how many were.
 
 Two passes over the shards, each shard a task: (1) count the tokens of its training lines; the counts
 are summed here and give the vocabulary `TextVectorization.adapt` gives (`w2vpipe.tokens`); (2) turn
-its lines into ids and write its folders. No TensorFlow: the layer is the tests' reference.
+its lines into ids and write its folders. No TensorFlow: the layer is the tests' reference. Workers
+read their shards of a plain corpus themselves; a compressed one (gzip, bz2, xz) is streamed by this
+process at each pass, each shard's text sent to its task: no decompressed copy on disk.
 """
 
 from __future__ import annotations
@@ -26,9 +28,6 @@ from w2vpipe.files import atomic_dir, shard_name
 from w2vpipe.params import Params
 from w2vpipe.tokens import count_tokens, token_index, vectorize_lines, vocabulary_from_counts
 from w2vpipe.vocabulary import MAX_LINE_WORDS, save_sentences, save_vocabulary, split_block
-
-# A compressed corpus is decompressed here (inside the stage's temporary output folder) for the workers.
-DECOMPRESSED_NAME = ".corpus.txt"
 
 
 def count_shard(shard: ShardRange, corpus: Path, validation_fraction: float) -> Counter[bytes]:
@@ -58,11 +57,11 @@ def run(params: Params) -> str:
     with cluster.shard_runner(params.cluster) as shards, atomic_dir(layout.VECTORIZED_DIR) as out_dir:
         started = time.perf_counter()  # the stage's work, less a local cluster's start: what the benchmark compares
         out_dir = out_dir.resolve()  # workers may run elsewhere: absolute paths on the shared filesystem
-        found = find_shards(corpus, settings.shard_lines, out_dir / DECOMPRESSED_NAME)
+        found = find_shards(corpus, settings.shard_lines)
         source = found.path.resolve()
         token_counts: Counter[bytes] = Counter()
-        for shard_counts in shards.run(count_shard, found.shards, corpus=source,
-                                       validation_fraction=settings.validation_fraction):
+        for shard_counts in shards.run(count_shard, found.sources(), corpus=source,
+                                       validation_fraction=settings.validation_fraction, large_items=found.compressed):
             token_counts.update(shard_counts)  # sums of integers: the same in any order
         vocabulary = vocabulary_from_counts(token_counts, settings.vocab_size, settings.min_count)
         print(f"  vocabulary: {len(vocabulary):,} tokens of {len(token_counts):,} distinct, counted in "
@@ -78,11 +77,10 @@ def run(params: Params) -> str:
             print(f"  shard {index}: {lines:,} lines, {counts[1:].sum() / (time.perf_counter() - started):,.0f} "
                   f"words/s", flush=True)
 
-        results = shards.run(write_shard, found.shards, progress, corpus=source,
+        results = shards.run(write_shard, found.sources(), progress, large_items=found.compressed, corpus=source,
                              validation_fraction=settings.validation_fraction, index=token_index(vocabulary),
                              vocabulary_size=len(vocabulary), sequence_length=settings.sequence_length,
                              out_dir=out_dir)
-        (out_dir / DECOMPRESSED_NAME).unlink(missing_ok=True)
         counts[0] = 0  # padding is not a word
         np.save(out_dir / layout.COUNTS_FILE.name, counts)
         held_out = sum(result[2] for result in results)

@@ -8,15 +8,16 @@ line (text8, a dump without line ends) trains as sentences of bounded length, in
 size. A shard is `shard_lines` non-empty lines, or fewer once it holds `SHARD_BYTES` of text: what a
 task reads and holds in memory stays bounded whatever the corpus's lines. One numpy pass over the
 bytes finds the byte range of every shard and every cut: no Python object per line, so this serial
-part stays a small share of the stage, and the cuts are the same for any number of workers. A
-compressed corpus is decompressed once, during that pass, into a plain copy, since workers can only
-read byte ranges of a plain file.
+part stays a small share of the stage, and the cuts are the same for any number of workers. Workers
+read their byte ranges of a plain corpus themselves; a compressed one (gzip, bz2, xz) cannot be read
+from the middle, so each later pass streams it again and hands every shard its text
+(`CorpusShards.sources`): no decompressed copy on disk, and only the shards at work in memory.
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,17 +48,53 @@ class ShardRange:
     end: int
     first_line: int
     lines: int
+    text: bytes | None = field(default=None, repr=False, compare=False)  # those bytes, for a compressed corpus
 
 
 @dataclass(frozen=True)
 class CorpusShards:
-    path: Path  # a plain UTF-8 file: the corpus itself or its decompressed copy
+    path: Path  # the corpus file
     shards: list[ShardRange]
     long_lines: int = 0  # lines of more than vocabulary.MAX_LINE_WORDS words, cut into pieces
+    compressed: bool = False
 
     @property
     def lines(self) -> int:
         return sum(shard.lines for shard in self.shards)
+
+    def sources(self) -> Collection[ShardRange]:
+        """What a pass's tasks take: the shards, each with its text when the corpus is compressed."""
+        return StreamedShards(self.path, self.shards) if self.compressed else self.shards
+
+
+class StreamedShards(Collection[ShardRange]):
+    """A compressed corpus's shards, each with its text, read as one stream from the start at every
+    iteration."""
+
+    def __init__(self, path: Path, shards: list[ShardRange]) -> None:
+        self.path, self.shards = path, shards
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.shards
+
+    def __iter__(self) -> Iterator[ShardRange]:
+        with open_corpus(self.path) as stream:
+            position = 0
+            for shard in self.shards:
+                _read_exactly(stream, shard.start - position)  # a byte-order mark before the first shard
+                yield replace(shard, text=_read_exactly(stream, shard.end - shard.start))
+                position = shard.end
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    parts = []
+    while size > 0 and (part := stream.read(size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 def is_compressed(corpus: Path) -> bool:
@@ -66,15 +103,14 @@ def is_compressed(corpus: Path) -> bool:
     return any(head.startswith(magic) for magic in COMPRESSIONS)
 
 
-def find_shards(corpus: Path, shard_lines: int, decompressed: Path) -> CorpusShards:
-    """The byte ranges of the corpus's shards; a compressed corpus is first written out to `decompressed`."""
-    compressed = is_compressed(corpus)
-    with open_corpus(corpus) as stream, (decompressed.open("wb") if compressed else contextlib.nullcontext()) as copy:
-        shards, long_lines = _scan(stream, shard_lines, copy)
-    return CorpusShards(path=decompressed if compressed else corpus, shards=shards, long_lines=long_lines)
+def find_shards(corpus: Path, shard_lines: int) -> CorpusShards:
+    """The byte ranges of the corpus's shards (in its decompressed text, when it is compressed)."""
+    with open_corpus(corpus) as stream:
+        shards, long_lines = _scan(stream, shard_lines)
+    return CorpusShards(path=corpus, shards=shards, long_lines=long_lines, compressed=is_compressed(corpus))
 
 
-def _scan(stream: BinaryIO, shard_lines: int, copy: BinaryIO | None) -> tuple[list[ShardRange], int]:
+def _scan(stream: BinaryIO, shard_lines: int) -> tuple[list[ShardRange], int]:
     """(the shards, how many lines were cut), reading `SCAN_BYTES` at a time. A "unit" below is a line, or a
     piece of a cut line: what the shards count as lines."""
     shards: list[ShardRange] = []
@@ -88,8 +124,6 @@ def _scan(stream: BinaryIO, shard_lines: int, copy: BinaryIO | None) -> tuple[li
     first = True
     while True:
         chunk = stream.read(max(SCAN_BYTES, len(BYTE_ORDER_MARK)) if first else SCAN_BYTES)
-        if copy is not None:
-            copy.write(chunk)
         data = carry + chunk
         at_end = not chunk
         array = np.frombuffer(data, dtype=np.uint8)
@@ -176,10 +210,12 @@ def _terminators(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_shard_lines(path: Path, shard: ShardRange) -> list[bytes]:
-    """The non-empty lines of `shard`, read from its byte range of the plain corpus file."""
-    with path.open("rb") as file:
-        file.seek(shard.start)
-        data = file.read(shard.end - shard.start)
+    """The non-empty lines of `shard`: its text, or its byte range of the plain corpus file."""
+    data = shard.text
+    if data is None:
+        with path.open("rb") as file:
+            file.seek(shard.start)
+            data = file.read(shard.end - shard.start)
     # bytes.splitlines splits at "\n", "\r\n" and "\r" only, as the text reader's newline="" does.
     lines = [line for line in data.splitlines() if line]
     if max(map(len, lines), default=0) > 2 * vocabulary.MAX_LINE_WORDS:  # a line long enough to cut: rare
