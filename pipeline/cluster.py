@@ -83,19 +83,21 @@ class Shards:
 
     def run(self, function: Callable[..., Result], items: Collection[Any],
             on_done: Callable[[int, Result], None] = lambda index, result: None, *, large_items: bool = False,
-            **arguments: Any) -> list[Result]:
+            keep_results: bool = True, **arguments: Any) -> list[Result]:
         """`function(item, **arguments)` for every item; `on_done(i, result)` as each finishes (any order), the
-        results in the items' order. Large arguments that every task takes (a dict, an array) are sent once
-        to each worker; `large_items` (a shard's text) are sent straight to a worker. A task's exception is
-        raised here (a PipelineError keeps its one line)."""
+        results in the items' order (none without `keep_results`: large results that `on_done` folds).
+        Large arguments that every task takes (a dict, an array) are sent once to each worker; `large_items`
+        (a shard's text) are sent straight to a worker. A task's exception is raised here (a PipelineError
+        keeps its one line)."""
         if self.client is None and len(items) <= 1:
             results = []
             for index, item in enumerate(items):
-                results.append(function(item, **arguments))
-                on_done(index, results[-1])
+                result = function(item, **arguments)
+                on_done(index, result)
+                results += [result] if keep_results else []
             return results
         client = self._cluster()
-        return run_tasks(client, function, items, on_done, large_items=large_items, **{
+        return run_tasks(client, function, items, on_done, large_items=large_items, keep_results=keep_results, **{
             name: self._share(client, value) if isinstance(value, dict | np.ndarray) else value
             for name, value in arguments.items()})
 
@@ -114,9 +116,10 @@ def shard_runner(params: ClusterParams) -> Iterator[Shards]:
 
 
 def run_tasks(client: Client, function: Callable[..., Result], items: Iterable[Any], on_done: Callable[[int, Result],
-              None] = lambda index, result: None, *, large_items: bool = False, **shared: Any) -> list[Result]:
+              None] = lambda index, result: None, *, large_items: bool = False, keep_results: bool = True,
+              **shared: Any) -> list[Result]:
     """`function(item, **shared)` for every item on the cluster; `on_done(i, result)` as each finishes
-    (any order), the results in the items' order. Items are taken from `items` as tasks finish, two per
+    (any order), the results in the items' order (none without `keep_results`). Items are taken from `items` as tasks finish, two per
     worker thread at a time: a stream of large items (scattered to a worker, not sent through the
     scheduler's task graph) is held in memory a few at a time. A task's exception is raised here (a
     PipelineError keeps its one line). `pure=False`: runs of a shared cluster never reuse each other's
@@ -138,8 +141,9 @@ def run_tasks(client: Client, function: Callable[..., Result], items: Iterable[A
     try:
         for future, result in running:
             index, _ = pending.pop(future.key)
-            results[index] = result
             on_done(index, result)
+            if keep_results:
+                results[index] = result
             submit_next()
     finally:
         # After a failure, no task keeps writing into a folder about to be removed.

@@ -129,6 +129,28 @@ def test_a_compressed_corpus_is_streamed_to_the_same_outputs(workdir: Path, tmp_
     assert every_file(project / "data" / "vectorized") == every_file(workdir / "data" / "vectorized")
 
 
+def test_counting_limit_drops_the_rarest_tokens_and_says_so(workdir: Path, tmp_path: Path) -> None:
+    """7 shards counted on 2 workers, pruned at 3,000 distinct tokens: the most frequent words keep their exact
+    counts and places; the vocabulary line names the limit."""
+    project = tmp_path / "limited"
+    shutil.copytree(workdir, project)
+    shutil.rmtree(project / "data" / "vectorized")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["vectorize"].update(counting_limit=3000, vocab_size=None)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, "-m", "pipeline", "vectorize"], cwd=project,
+                            env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "past vectorize.counting_limit (3,000), tokens seen fewer than" in result.stdout
+    limited = (project / "data" / "vectorized" / "vocab.txt").read_text().splitlines()
+    full = (workdir / "data" / "vectorized" / "vocab.txt").read_text().splitlines()
+    assert len(limited) < 3000 < len(full)  # pruned below the limit; the unlimited run keeps 4,096 (vocab_size)
+    assert limited[:100] == full[:100]  # the most frequent: in every shard, never dropped
+    counts = np.load(project / "data" / "vectorized" / "counts.npy")
+    exact = dict(zip(full, np.load(workdir / "data" / "vectorized" / "counts.npy").tolist(), strict=True))
+    assert all(count == exact[word] for word, count in zip(limited[2:100], counts[2:100].tolist(), strict=True))
+
+
 def test_stages_run_on_the_cluster_a_scheduler_address_names(workdir: Path, tmp_path: Path,
                                                            dask_scheduler: str) -> None:
     """W2V_DASK_SCHEDULER (the operator's, or what the Prefect flow sets) names the cluster: the same outputs."""

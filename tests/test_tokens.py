@@ -15,7 +15,14 @@ import pytest
 
 from w2vpipe import corpus_shards, vocabulary
 from w2vpipe.corpus_shards import find_shards, read_shard_lines
-from w2vpipe.tokens import count_tokens, standardized_tokens, token_index, vectorize_lines, vocabulary_from_counts
+from w2vpipe.tokens import (
+    count_tokens,
+    prune_counts,
+    standardized_tokens,
+    token_index,
+    vectorize_lines,
+    vocabulary_from_counts,
+)
 from w2vpipe.vocabulary import adapt_vectorizer, iter_line_blocks, split_block, vectorize_block
 
 # Non-ASCII letters, upper case ones included (TF lowers ASCII only), spaces that are not ASCII
@@ -279,3 +286,23 @@ def test_min_count_gives_gensims_vocabulary_of_the_same_sentences(shakespeare: P
     assert len(ours) - 2 < len(counts)  # min_count dropped words
     capped = vocabulary_from_counts(counts, 1000, min_count)
     assert capped == ours[:1000]  # vocab_size caps what min_count keeps
+
+
+def test_counting_limit_prunes_as_gensims_max_vocab_size(shakespeare: Path) -> None:
+    """Past the limit, the counts after each shard are gensim's after each sentence when a shard is one
+    sentence: the same tokens dropped, the same counts kept."""
+    from gensim.models import Word2Vec
+
+    blocks = [[line.encode("utf-8") for line in block] for block in iter_line_blocks(shakespeare, 2000)]
+    counts: Counter[bytes] = Counter()
+    min_reduce = 1
+    for block in blocks:
+        counts.update(count_tokens(block))
+        counts, min_reduce = prune_counts(counts, 3000, min_reduce)
+    model = Word2Vec(min_count=1, max_vocab_size=3000)
+    model.build_vocab([[token.decode() for token in standardized_tokens(block)] for block in blocks])
+    assert min_reduce > 5  # pruned after several shards
+    assert {token.decode(): n for token, n in counts.items()} == {
+        word: model.wv.get_vecattr(word, "count") for word in model.wv.index_to_key}
+    exact = count_tokens(line for block in blocks for line in block)
+    assert len(counts) < len(exact) // 3 and counts.most_common(100) == exact.most_common(100)

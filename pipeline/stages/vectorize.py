@@ -26,7 +26,7 @@ from w2vpipe.corpus import check_corpus_text, corpus_filename
 from w2vpipe.corpus_shards import ShardRange, find_shards, read_shard_lines
 from w2vpipe.files import atomic_dir, shard_name
 from w2vpipe.params import Params
-from w2vpipe.tokens import count_tokens, token_index, vectorize_lines, vocabulary_from_counts
+from w2vpipe.tokens import count_tokens, prune_counts, token_index, vectorize_lines, vocabulary_from_counts
 from w2vpipe.vocabulary import MAX_LINE_WORDS, save_sentences, save_vocabulary, split_block
 
 
@@ -60,12 +60,21 @@ def run(params: Params) -> str:
         found = find_shards(corpus, settings.shard_lines)
         source = found.path.resolve()
         token_counts: Counter[bytes] = Counter()
-        for shard_counts in shards.run(count_shard, found.sources(), corpus=source,
-                                       validation_fraction=settings.validation_fraction, large_items=found.compressed):
-            token_counts.update(shard_counts)  # sums of integers: the same in any order
+        min_reduce = 1  # gensim's: the count below which the next pruning drops tokens
+
+        def add_counts(index: int, shard_counts: Counter[bytes]) -> None:
+            nonlocal token_counts, min_reduce
+            token_counts.update(shard_counts)  # sums of integers: the same in any order, unless pruned
+            if settings.counting_limit is not None:
+                token_counts, min_reduce = prune_counts(token_counts, settings.counting_limit, min_reduce)
+
+        shards.run(count_shard, found.sources(), add_counts, large_items=found.compressed, keep_results=False,
+                   corpus=source, validation_fraction=settings.validation_fraction)
         vocabulary = vocabulary_from_counts(token_counts, settings.vocab_size, settings.min_count)
+        pruned = (f"; past vectorize.counting_limit ({settings.counting_limit:,}), tokens seen fewer than "
+                  f"{min_reduce - 1} times were dropped, so counts near that may be short" if min_reduce > 1 else "")
         print(f"  vocabulary: {len(vocabulary):,} tokens of {len(token_counts):,} distinct, counted in "
-              f"{time.perf_counter() - started:.2f} s", flush=True)
+              f"{time.perf_counter() - started:.2f} s{pruned}", flush=True)
         save_vocabulary(vocabulary, out_dir / layout.VOCABULARY_FILE.name)
         counts = np.zeros(len(vocabulary), dtype=np.int64)  # training lines only, like the vocabulary
         lines = 0
