@@ -153,7 +153,8 @@ class HostCores(Placement):
         self.cores = cores
 
     def replicated(self, array: np.ndarray) -> Any:
-        return np.array(array)  # its own copy: trained in place
+        # The tables are trained in place: the caller hands them over (a copy only if they are not writable).
+        return np.require(array, requirements=("C_CONTIGUOUS", "WRITEABLE"))
 
     def batches(self, array: np.ndarray) -> Any:
         return np.ascontiguousarray(array)

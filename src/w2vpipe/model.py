@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -47,6 +48,44 @@ def avoid_true_word(negatives: Any, positives: Any, vocab_size: int) -> Any:
     return ops.where(negatives == positives, negatives % (vocab_size - 1) + 1, negatives)
 
 
+def table_initializers(embedding_dim: int, initializer: str, seed: int | None) -> tuple[Any, Any]:
+    """The input and output tables' Keras initializers, seeded here, not by a global seed: the same start
+    on every backend and every process of a group."""
+    if initializer == "word2vec":
+        # word2vec.c's (and gensim's): small input vectors, output vectors at zero.
+        return keras.initializers.RandomUniform(-0.5 / embedding_dim, 0.5 / embedding_dim, seed=seed), "zeros"
+    # Keras's default, the tutorial's: uniform in [-0.05, 0.05] for both.
+    return (keras.initializers.RandomUniform(-0.05, 0.05, seed=seed),
+            keras.initializers.RandomUniform(-0.05, 0.05, seed=None if seed is None else seed + 1))
+
+
+def initial_tables(vocab_size: int, embedding_dim: int, initializer: str,
+                   seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The values a model's input and output tables start from, as writable numpy arrays, made one at a
+    time (a table of zeros costs no transient copy): what word2vec.c's SGD loop trains in place."""
+    shape = (vocab_size, embedding_dim)
+    return tuple(np.zeros(shape, np.float32) if init == "zeros" else np.array(ops.convert_to_numpy(init(shape, "float32")))
+                 for init in table_initializers(embedding_dim, initializer, seed))  # type: ignore[return-value]
+
+
+class TrainedValues(keras.initializers.Initializer):
+    """A trained table handed to its Keras variable: on JAX's CPU without a copy (DLPack), so a table of a
+    million words is never held twice."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
+        if tuple(shape) != self.values.shape:
+            raise ValueError(f"a table of shape {self.values.shape} cannot be a variable of shape {tuple(shape)}")
+        if keras.backend.backend() == "jax" and self.values.flags.writeable:  # a read-only one is a JAX array's view
+            import jax
+
+            if jax.default_backend() == "cpu":
+                return jax.dlpack.from_dlpack(self.values)
+        return self.values
+
+
 @keras.saving.register_keras_serializable(package="w2vpipe")
 class Word2Vec(keras.Model):
     """Scores (inputs, outputs) examples by the dot products of their embeddings.
@@ -59,21 +98,18 @@ class Word2Vec(keras.Model):
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, num_ns: int = 0, seed: int | None = None,
-                 initializer: str = "keras", **kwargs: Any) -> None:
+                 initializer: str = "keras", tables: tuple[np.ndarray, np.ndarray] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.num_ns = num_ns
         self.seed = seed
         self.initializer = initializer
-        # Seeded here, not by a global seed: the same start on every backend's run and every process of a group.
-        if initializer == "word2vec":
-            # word2vec.c's (and gensim's): small input vectors, output vectors at zero.
-            input_init: Any = keras.initializers.RandomUniform(-0.5 / embedding_dim, 0.5 / embedding_dim, seed=seed)
-            output_init: Any = "zeros"
-        else:  # Keras's default, the tutorial's: uniform in [-0.05, 0.05] for both
-            input_init = keras.initializers.RandomUniform(-0.05, 0.05, seed=seed)
-            output_init = keras.initializers.RandomUniform(-0.05, 0.05, seed=None if seed is None else seed + 1)
+        if tables is None:
+            input_init, output_init = table_initializers(embedding_dim, initializer, seed)
+        else:  # trained elsewhere (word2vec.c's SGD loop): the variables take them over
+            input_init, output_init = (TrainedValues(table) for table in tables)
         self.target_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=input_init,
                                                  name=TARGET_EMBEDDING)
         self.context_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=output_init,
@@ -133,57 +169,32 @@ class Word2Vec(keras.Model):
                 "num_ns": self.num_ns, "seed": self.seed, "initializer": self.initializer}
 
 
-@keras.saving.register_keras_serializable(package="w2vpipe")
-class NegativeSamplingLoss(keras.losses.Loss):
-    """word2vec.c's objective: sigmoid cross-entropy of every (target, context) score, summed.
-
-    Summed over contexts and the batch, so a learning rate means what it means in word2vec.c: the
-    step each pair takes.
-    """
-
-    def __init__(self, name: str = "negative_sampling", **kwargs: Any) -> None:
-        super().__init__(name=name, reduction="sum", **kwargs)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true = ops.cast(y_true, y_pred.dtype)
-        return ops.sum(ops.binary_crossentropy(y_true, y_pred, from_logits=True), axis=-1)
-
-
 def build_word2vec(
     vocab_size: int,
     embedding_dim: int,
     num_contexts: int,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    total_steps: int = 1,
+    input_width: int = 0,
+    seed: int | None = None,
+    initializer: str = "keras",
+    tables: tuple[np.ndarray, np.ndarray] | None = None,
     num_ns_on_device: int = 0,
     noise: np.ndarray | None = None,
-    seed: int | None = None,
+    adam_learning_rate: float | None = None,
     jit_compile: bool | str = "auto",
     steps_per_execution: int = 1,
-    input_width: int = 0,
-    initializer: str = "keras",
 ) -> Word2Vec:
-    """The model, compiled for one of two recipes:
-
-    - "adam": the tutorial's: softmax cross-entropy over the contexts (mean), dense Adam.
-    - "sgd": word2vec.c's: sigmoid cross-entropy (summed), plain SGD whose rate falls linearly to
-      1e-4 of its start over `total_steps`. Gradients of embedding lookups are sparse, so each step
-      touches only the rows its batch uses (with XLA its cost does not grow with the vocabulary).
+    """The model, built: its tables from `tables` (word2vec.c's SGD loop trains them outside Keras), or
+    from the initializers and, with `adam_learning_rate`, compiled for the tutorial's recipe (softmax
+    cross-entropy over the contexts, dense Adam) to train with `model.fit`.
 
     `input_width` is 0 for skip-gram (one input word), CBOW's window width otherwise.
     """
-    model = Word2Vec(vocab_size, embedding_dim, num_ns=num_ns_on_device, seed=seed, initializer=initializer)
-    if optimizer == "adam":
-        keras_optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-        loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    else:
-        schedule = keras.optimizers.schedules.PolynomialDecay(
-            learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=learning_rate * 1e-4)
-        keras_optimizer = keras.optimizers.SGD(learning_rate=schedule)
-        loss = NegativeSamplingLoss()
-    model.compile(optimizer=keras_optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
+    model = Word2Vec(vocab_size, embedding_dim, num_ns=num_ns_on_device, seed=seed, initializer=initializer,
+                     tables=tables)
+    if adam_learning_rate is not None:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=adam_learning_rate),
+                      loss=keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                      jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     input_shape = (1, input_width) if input_width else (1,)
     model((ops.zeros(input_shape, dtype="int32"), ops.zeros((1, num_contexts), dtype="int32")))
     if num_ns_on_device:
@@ -194,21 +205,23 @@ def build_word2vec(
 
 
 def save_model(model: keras.Model, path: Path) -> None:
-    """`model.save`, byte for byte the same for the same weights.
+    """`model.save`, byte for byte the same for the same weights, streamed to disk.
 
     Keras stamps the save time into the archive (its metadata and a zip entry's date), which would
-    make every training a new version of the model for DVC; the run's time is in MLflow.
+    make every training a new version of the model for DVC; the run's time is in MLflow. Saved as a
+    folder (Keras's `zipped=False`) and zipped here entry by entry, as Keras lays out a .keras file:
+    Keras's own zipping holds the weights in memory, twice, when it judges memory sufficient.
     """
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch, atomic_file(path) as tmp:
-        saved = Path(scratch) / path.name
+        saved = Path(scratch) / "model"
         with tensorflow_unseen():
-            model.save(saved)
-        with zipfile.ZipFile(saved) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
-            for entry in source.infolist():
-                content = source.read(entry)
-                if entry.filename == "metadata.json":
-                    metadata = json.loads(content)
-                    metadata["date_saved"] = "{:04}-{:02}-{:02}@{:02}:{:02}:{:02}".format(*ZIP_EPOCH)
-                    content = json.dumps(metadata).encode()
-                target.writestr(zipfile.ZipInfo(entry.filename, date_time=ZIP_EPOCH), content,
-                                compress_type=entry.compress_type)
+            model.save(saved, zipped=False)
+        metadata = json.loads((saved / "metadata.json").read_text())
+        metadata["date_saved"] = "{:04}-{:02}-{:02}@{:02}:{:02}:{:02}".format(*ZIP_EPOCH)
+        (saved / "metadata.json").write_text(json.dumps(metadata))
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for name in ("metadata.json", "config.json", "model.weights.h5"):
+                entry = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+                entry.file_size = (saved / name).stat().st_size  # zip64 where it needs
+                with (saved / name).open("rb") as source, archive.open(entry, "w") as target:
+                    shutil.copyfileobj(source, target, 1 << 24)

@@ -85,8 +85,8 @@ class VectorizeParams(Section):
                                                 "[UNK] (gensim's min_count; word2vec.c: 5)")
     counting_limit: int | None = Field(
         10_000_000, ge=1, description="distinct tokens counted at most (gensim's max_vocab_size): past it, the "
-                                      "rarest are dropped as gensim drops them, so their counts may come out short; "
-                                      "~100 bytes each; null: no limit")
+                                      "rarest are dropped as gensim drops them, so counts near min_count may come out "
+                                      "short; 10^7 keeps the stage under ~2.5 GB; null: no limit")
     sequence_length: int | None = Field(
         None, ge=2, description="null keeps whole lines (word2vec.c, gensim); a number cuts longer lines and pads "
                                 "shorter ones (the tutorial: 10)")

@@ -53,7 +53,9 @@ def prune_counts(counts: Counter[bytes], limit: int, min_reduce: int) -> tuple[C
     `min_reduce`). A token dropped and seen again later counts again from zero."""
     if len(counts) <= limit:
         return counts, min_reduce
-    return Counter({token: n for token, n in counts.items() if n >= min_reduce}), min_reduce + 1
+    for token in [token for token, n in counts.items() if n < min_reduce]:  # in place: no second table
+        del counts[token]
+    return counts, min_reduce + 1
 
 
 def vocabulary_from_counts(counts: Mapping[bytes, int], vocab_size: int | None, min_count: int = 1) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 from w2vpipe.backend import import_keras, import_tensorflow
 from w2vpipe.distributed import Placement
 from w2vpipe.errors import PipelineError, disk_full_as_one_line
-from w2vpipe.files import SHARD_GLOB
+from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import Examples, load_examples_shard
 
@@ -48,9 +48,12 @@ PROGRESS_SECONDS = 5.0
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
-# Inside a checkpoint folder: Keras's BackupAndRestore files, and the finished epochs' metrics.
-BACKUP_DIR_NAME = "backup"
+# Inside a checkpoint folder: the finished epochs' metrics, and the tables after an epoch (word2vec.c's SGD
+# loop; tables-000003: after 3 epochs) or Keras's BackupAndRestore files (model.fit).
 HISTORY_FILE_NAME = "history.json"
+TABLES_PREFIX = "tables-"
+TABLE_NAMES = ("target", "context")
+BACKUP_DIR_NAME = "backup"
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,10 @@ def check_epoch(epoch: int, logs: dict[str, float], learning_rate: float) -> Non
                                f"(now {learning_rate:g}) and rerun")
 
 
-def check_tables(model: Word2Vec, epochs: int, learning_rate: float) -> None:
-    """Once, after the last epoch: every value of both tables finite (a step can overflow a row that no
-    loss of the epoch showed)."""
-    for name, table in (("target", model.target_embedding.embeddings), ("context", model.context_embedding.embeddings)):
+def check_tables(tables: Sequence[Any], epochs: int, learning_rate: float) -> None:
+    """Once, after the last epoch: every value of both tables (target, context) finite (a step can overflow
+    a row that no loss of the epoch showed)."""
+    for name, table in zip(("target", "context"), tables, strict=True):
         broken = ~np.isfinite(np.asarray(table)).all(axis=1)
         if broken.any():
             raise TrainingDiverged(f"training diverged: after epoch {epochs}, {np.count_nonzero(broken):,} rows of the "
@@ -275,14 +278,49 @@ def saved_history(checkpoint_dir: Path) -> dict[str, list[float]]:
     return {name: [epoch[name] for epoch in epochs] for name in (epochs[0] if epochs else {})}
 
 
-def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
-    """Each finished epoch kept on disk: its metrics, then the model and optimizer state (Keras's
-    `BackupAndRestore`, whose files it deletes when `fit` ends), so a training killed at any point
-    resumes from its last finished epoch, with the same data order and draws as an unbroken one."""
-    from w2vpipe.files import atomic_file
-
-    keras = import_keras()
+def keep_epoch(checkpoint_dir: Path, epoch: int, logs: dict[str, Any] | None) -> None:
+    """A finished epoch's metrics kept on disk (`saved_history`), those of epochs after it dropped: a
+    resumed training rewrites the epochs it trains again."""
     history_file = checkpoint_dir / HISTORY_FILE_NAME
+    earlier = json.loads(history_file.read_text())[:epoch] if history_file.is_file() else []
+    with atomic_file(history_file) as tmp:
+        tmp.write_text(json.dumps([*earlier, {name: float(value) for name, value in (logs or {}).items()}]))
+
+
+def save_tables(checkpoint_dir: Path, epochs_done: int, tables: Sequence[np.ndarray]) -> None:
+    """word2vec.c's SGD loop's checkpoint: the two tables after `epochs_done` epochs (their metrics already
+    kept: `keep_epoch`), a folder written whole (`atomic_dir`), the one before it kept in case this one is
+    damaged later. Its step count, draws and rates follow from the epoch: nothing else to keep."""
+    with atomic_dir(checkpoint_dir / f"{TABLES_PREFIX}{epochs_done:06d}") as tmp:
+        for name, table in zip(TABLE_NAMES, tables, strict=True):
+            np.save(tmp / f"{name}.npy", table)
+    for older in sorted(checkpoint_dir.glob(f"{TABLES_PREFIX}*"))[:-2]:
+        shutil.rmtree(older, ignore_errors=True)
+
+
+def resume_tables(checkpoint_dir: Path, shape: tuple[int, int]) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
+    """(epochs done, tables) of the newest sound table checkpoint in `checkpoint_dir`; (0, None) without one
+    (with a warning where one was damaged: training starts over)."""
+    folders = sorted(checkpoint_dir.glob(f"{TABLES_PREFIX}*"), reverse=True)
+    for folder in folders:
+        try:
+            tables = tuple(np.load(folder / f"{name}.npy") for name in TABLE_NAMES)
+        except (OSError, ValueError) as error:
+            print(f"warning: the checkpoint {folder} is damaged ({error})", flush=True)
+            continue
+        if all(table.shape == shape and table.dtype == np.float32 for table in tables):
+            return int(folder.name.removeprefix(TABLES_PREFIX)), tables  # type: ignore[return-value]
+        print(f"warning: the checkpoint {folder} holds tables of another shape than {shape}", flush=True)
+    if folders:
+        print(f"warning: no sound checkpoint in {checkpoint_dir}: training starts from epoch 1", flush=True)
+    return 0, None
+
+
+def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
+    """For `model.fit`: each finished epoch kept on disk: its metrics, then the model and optimizer state
+    (Keras's `BackupAndRestore`, whose files it deletes when `fit` ends), so a training killed at any point
+    resumes from its last finished epoch, with the same data order and draws as an unbroken one."""
+    keras = import_keras()
 
     class Backup(keras.callbacks.BackupAndRestore):
         """Keras's checkpoints, the weights' HDF5 file made in memory and written whole by Python, atomically:
@@ -308,13 +346,8 @@ def checkpoint_callbacks(checkpoint_dir: Path) -> list[Any]:
             with atomic_file(Path(self._training_metadata_path)) as tmp:
                 tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
 
-    def keep_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
-        earlier = json.loads(history_file.read_text())[:epoch] if history_file.is_file() else []
-        with atomic_file(history_file) as tmp:
-            tmp.write_text(json.dumps([*earlier, {name: float(value) for name, value in (logs or {}).items()}]))
-
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    return [keras.callbacks.LambdaCallback(on_epoch_end=keep_epoch),
+    return [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: keep_epoch(checkpoint_dir, epoch, logs)),
             Backup(str(checkpoint_dir / BACKUP_DIR_NAME), double_checkpoint=True)]
 
 
@@ -359,7 +392,7 @@ def train_word2vec(
     `placement` spreads each batch over a process group's devices (`w2vpipe.distributed`).
     """
     keras = import_keras()
-    from w2vpipe.model import build_word2vec
+    from w2vpipe.model import build_word2vec, initial_tables
 
     check_trainable(pairs, params)
     on_device_loop = params.optimizer == "sgd"
@@ -381,27 +414,25 @@ def train_word2vec(
     num_contexts = 1 + num_ns
     first = load_examples(shards[0])
     input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
-    with device_strategy().scope() if not on_device_loop else contextlib.nullcontext():
-        model = build_word2vec(
-            vocab_size,
-            params.embedding_dim,
-            num_contexts=num_contexts,
-            optimizer=params.optimizer,
-            learning_rate=params.effective_learning_rate,
-            total_steps=steps_per_epoch * params.epochs,
-            num_ns_on_device=num_ns if noise is not None else 0,
-            noise=noise,
-            seed=params.seed,
-            jit_compile=True,
-            steps_per_execution=steps_per_execution,
-            input_width=input_width,
-            initializer=params.initializer,
-        )
+    shape = dict(vocab_size=vocab_size, embedding_dim=params.embedding_dim, num_contexts=num_contexts,
+                 input_width=input_width, seed=params.seed, initializer=params.initializer,
+                 num_ns_on_device=num_ns if noise is not None else 0, noise=noise)
     first_epoch = 0
     callbacks: list[Any] = []
-    if checkpoint_dir is not None:
-        first_epoch = resume_point(model, checkpoint_dir)
-        callbacks += checkpoint_callbacks(checkpoint_dir)
+    if on_device_loop:  # the tables as numpy arrays; the Keras model is built from them once they are trained
+        tables = None
+        if checkpoint_dir is not None:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            first_epoch, tables = resume_tables(checkpoint_dir, (vocab_size, params.embedding_dim))
+        if tables is None:
+            tables = initial_tables(vocab_size, params.embedding_dim, params.initializer, params.seed)
+    else:
+        with device_strategy().scope():
+            model = build_word2vec(**shape, adam_learning_rate=params.effective_learning_rate, jit_compile=True,
+                                   steps_per_execution=steps_per_execution)
+        if checkpoint_dir is not None:
+            first_epoch = resume_point(model, checkpoint_dir)
+            callbacks += checkpoint_callbacks(checkpoint_dir)
     if tensorboard_dir is not None:
         callbacks += tensorboard_callbacks(tensorboard_dir)
     if on_epoch_end is not None:
@@ -412,14 +443,20 @@ def train_word2vec(
         )
     run = Run(shards=list(shards), validation=list(validation), params=params, steps_per_epoch=steps_per_epoch,
               steps_per_call=steps_per_execution, first_epoch=first_epoch, callbacks=callbacks, verbose=verbose,
-              placement=placement)
-    fit = train_on_device if on_device_loop else fit_with_keras
+              placement=placement, checkpoint_dir=checkpoint_dir)
     if before_fit is not None:
         before_fit()
     started = time.perf_counter()
-    history = fit(model, run, template=first, num_contexts=num_contexts)
-    fit_seconds = time.perf_counter() - started
-    check_tables(model, params.epochs, params.effective_learning_rate)
+    if on_device_loop:
+        history, tables = train_on_device(tables, run, noise=noise, num_ns=num_ns if noise is not None else 0)
+        fit_seconds = time.perf_counter() - started
+        check_tables(tables, params.epochs, params.effective_learning_rate)
+        model = build_word2vec(**shape, tables=tables)
+    else:
+        history = fit_with_keras(model, run, template=first, num_contexts=num_contexts)
+        fit_seconds = time.perf_counter() - started
+        check_tables((model.target_embedding.embeddings, model.context_embedding.embeddings), params.epochs,
+                     params.effective_learning_rate)
     return TrainResult(
         model=model,
         history=saved_history(checkpoint_dir) if checkpoint_dir is not None else history,
@@ -462,13 +499,18 @@ class Run:
     callbacks: list[Any]
     verbose: int
     placement: Placement
+    checkpoint_dir: Path | None = None  # word2vec.c's SGD loop keeps its metrics there, and its tables but the last
 
 
-def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
-    """word2vec.c's SGD through the placement's compiled loop: each shard's blocks go to the device at once
-    (the next shard, of this epoch or the next, is drawn on the host meanwhile), then one call per block;
-    the loss and accuracy are summed on the device and read once per epoch, when the callbacks run."""
+def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.ndarray | None,
+                    num_ns: int) -> tuple[dict[str, list[float]], tuple[np.ndarray, np.ndarray]]:
+    """word2vec.c's SGD through the placement's compiled loop, from `tables` (target, context: handed over,
+    trained in place on the CPU's cores) to (history, the trained tables): each shard's blocks go to the
+    device at once (the next shard, of this epoch or the next, is drawn on the host meanwhile), then one
+    call per block; the loss and accuracy are summed on the device and read once per epoch, when the
+    callbacks run."""
     from w2vpipe import sgd
+    from w2vpipe.model import noise_table
 
     params = run.params
     keras = import_keras()
@@ -476,15 +518,14 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
     if params.batch_size % place.devices:
         raise PipelineError(f"train.batch_size={params.batch_size} does not split over {place.devices} devices: "
                             f"make it a multiple of {place.devices}")
-    config = sgd.StepConfig(batch_size=params.batch_size, steps_per_call=run.steps_per_call, num_ns=model.num_ns,
+    config = sgd.StepConfig(batch_size=params.batch_size, steps_per_call=run.steps_per_call, num_ns=num_ns,
                             shared_negatives=params.shared_negatives, learning_rate=params.effective_learning_rate,
-                            total_steps=run.steps_per_epoch * params.epochs, vocab_size=model.vocab_size,
+                            total_steps=run.steps_per_epoch * params.epochs, vocab_size=len(tables[0]),
                             seed=params.seed)
     train_call = place.train_call(config)
-    noise_table = place.replicated(keras.ops.convert_to_numpy(model.noise_table) if model.num_ns
-                                   else np.zeros(1, np.int32))
-    embeddings = (model.target_embedding.embeddings, model.context_embedding.embeddings)
-    tables = tuple(place.replicated(keras.ops.convert_to_numpy(table)) for table in embeddings)  # donated to each call
+    noise_on_device = place.replicated(noise_table(noise) if noise is not None else np.zeros(1, np.int32))
+    on_device = tuple(place.replicated(table) for table in tables)  # donated to each call
+    del tables  # on the CPU's cores, `on_device` is the same memory
     held_out = held_out_examples(run.validation)
     evaluate = None
     if held_out is not None:
@@ -494,8 +535,7 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
         held_out_on_device = tuple(place.replicated(column[: batches * batch].reshape(batches, batch,
                                                                                        *column.shape[1:]))
                                    for column in held_out)
-    callbacks = keras.callbacks.CallbackList(run.callbacks, model=model, epochs=params.epochs,
-                                             steps=run.steps_per_epoch)
+    callbacks = keras.callbacks.CallbackList(run.callbacks, epochs=params.epochs, steps=run.steps_per_epoch)
     history: dict[str, list[float]] = {}
     blocks = run.steps_per_epoch // run.steps_per_call
 
@@ -509,8 +549,8 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
                        for block_inputs, block_outputs in zip(inputs, outputs, strict=True)]
             yield None
 
-    # The callbacks (checkpoints: ~25 ms an epoch here) run in a thread, in order, while the device trains on
-    # the next epoch; the model's variables change only once they are done with them.
+    # The callbacks (metrics to disk and MLflow, TensorBoard) run in a thread, in order, while the device
+    # trains on the next epoch; the tables' checkpoint is written before the next epoch changes them.
     with contextlib.closing(prefetched(every_epoch())) as shards_ahead, \
             ThreadPoolExecutor(1, thread_name_prefix="epoch-end") as after_epoch:
         callbacks_done = after_epoch.submit(callbacks.on_train_begin)
@@ -523,7 +563,7 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
                                 enabled=bool(run.verbose))
             for shard_blocks in until_epoch_end(shards_ahead):
                 for inputs, outputs in shard_blocks:
-                    tables, loss, correct = train_call(tables, noise_table, inputs, outputs, step)
+                    on_device, loss, correct = train_call(on_device, noise_on_device, inputs, outputs, step)
                     sums.append((loss, correct))
                     step += run.steps_per_call
                     progress.update(run.steps_per_call)
@@ -531,14 +571,16 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
             logs = {"loss": sum(float(place.to_host(loss)) for loss, _ in sums) / run.steps_per_epoch,
                     "accuracy": sum(float(place.to_host(correct)) for _, correct in sums) / examples}
             if evaluate is not None:
-                loss, correct = evaluate(tables, *held_out_on_device)
+                loss, correct = evaluate(on_device, *held_out_on_device)
                 logs.update(val_loss=float(place.to_host(loss)) / batches,
                             val_accuracy=float(place.to_host(correct)) / (batches * batch))
             check_epoch(epoch, logs, params.effective_learning_rate)  # before this epoch is checkpointed
             callbacks_done.result()  # the last epoch's, and any error they raised
             began.result()
-            for variable, table in zip(embeddings, tables, strict=True):
-                variable.assign(place.to_host(table))  # a host copy: the next call takes over `table`'s memory
+            if run.checkpoint_dir is not None:
+                keep_epoch(run.checkpoint_dir, epoch, logs)
+                if epoch + 1 < params.epochs:
+                    save_tables(run.checkpoint_dir, epoch + 1, [place.to_host(table) for table in on_device])
             seconds = time.perf_counter() - started
             if run.verbose:
                 print(f"Epoch {epoch + 1}/{params.epochs} - {seconds:.2f}s ({examples / seconds:,.0f} pairs/s) - "
@@ -548,7 +590,10 @@ def train_on_device(model: Word2Vec, run: Run, template: Examples, num_contexts:
             callbacks_done = after_epoch.submit(callbacks.on_epoch_end, epoch, logs)
         callbacks_done.result()
     callbacks.on_train_end()
-    return history
+    if run.checkpoint_dir is not None:  # done: the model is what a rerun would start from
+        for folder in run.checkpoint_dir.glob(f"{TABLES_PREFIX}*"):
+            shutil.rmtree(folder, ignore_errors=True)
+    return history, tuple(place.to_host(table) for table in on_device)  # type: ignore[return-value]
 
 
 def fit_with_keras(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
