@@ -48,28 +48,43 @@ def avoid_true_word(negatives: Any, positives: Any, vocab_size: int) -> Any:
     return ops.where(negatives == positives, negatives % (vocab_size - 1) + 1, negatives)
 
 
-def table_initializers(embedding_dim: int, initializer: str, seed: int | None) -> tuple[Any, Any]:
-    """The input and output tables' Keras initializers, seeded here, not by a global seed: the same start
-    on every backend and every process of a group."""
-    if initializer == "word2vec":
-        # word2vec.c's (and gensim's): small input vectors, output vectors at zero.
-        return keras.initializers.RandomUniform(-0.5 / embedding_dim, 0.5 / embedding_dim, seed=seed), "zeros"
-    # Keras's default, the tutorial's: uniform in [-0.05, 0.05] for both.
-    return (keras.initializers.RandomUniform(-0.05, 0.05, seed=seed),
-            keras.initializers.RandomUniform(-0.05, 0.05, seed=None if seed is None else seed + 1))
-
-
 def initial_tables(vocab_size: int, embedding_dim: int, initializer: str,
                    seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The values a model's input and output tables start from, as writable numpy arrays, made one at a
-    time (a table of zeros costs no transient copy): what word2vec.c's SGD loop trains in place."""
+    """The input and output tables' starting values, seeded here, not by a global seed (the same on every
+    backend and in every process of a group), drawn in place by numpy: a table of a million words costs
+    no transient copy (Keras's initializers on JAX held four).
+
+    "word2vec" (word2vec.c's and gensim's): input vectors uniform in [-0.5, 0.5) / dim, output vectors
+    zero; "keras" (the tutorial's, Keras's default): both uniform in [-0.05, 0.05).
+    """
     shape = (vocab_size, embedding_dim)
-    return tuple(np.zeros(shape, np.float32) if init == "zeros" else np.array(ops.convert_to_numpy(init(shape, "float32")))
-                 for init in table_initializers(embedding_dim, initializer, seed))  # type: ignore[return-value]
+
+    def uniform(stream: int, half_width: float) -> np.ndarray:
+        table = aligned_table(shape)
+        np.random.default_rng([seed or 0, stream]).random(out=table, dtype=np.float32)
+        table -= np.float32(0.5)
+        table *= np.float32(2 * half_width)
+        return table
+
+    if initializer == "word2vec":
+        context = aligned_table(shape)
+        context.fill(0.0)
+        return uniform(0, 0.5 / embedding_dim), context
+    return uniform(0, 0.05), uniform(1, 0.05)
+
+
+def aligned_table(shape: tuple[int, int]) -> np.ndarray:
+    """An uninitialized float32 table whose data starts on a 64-byte boundary, XLA's CPU alignment: JAX then
+    takes it over through DLPack without a copy (numpy's large arrays start 16 bytes into their pages, and
+    JAX copied those: +1.3 GB at a million words, dimension 300)."""
+    count = shape[0] * shape[1]
+    raw = np.empty(count + 16, np.float32)
+    start = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[start:start + count].reshape(shape)
 
 
 class TrainedValues(keras.initializers.Initializer):
-    """A trained table handed to its Keras variable: on JAX's CPU without a copy (DLPack), so a table of a
+    """A table's values handed to its Keras variable: on JAX's CPU without a copy (DLPack), so a table of a
     million words is never held twice."""
 
     def __init__(self, values: np.ndarray) -> None:
@@ -84,6 +99,22 @@ class TrainedValues(keras.initializers.Initializer):
             if jax.default_backend() == "cpu":
                 return jax.dlpack.from_dlpack(self.values)
         return self.values
+
+
+class Table(layers.Embedding):
+    """An embedding table that starts from numpy values. Values `trained` elsewhere are final: the table
+    saves them as they are, since a DLPack-imported JAX variable is copied (and the copy kept) on its way
+    to numpy."""
+
+    def __init__(self, values: np.ndarray, name: str, trained: bool) -> None:
+        super().__init__(*values.shape, embeddings_initializer=TrainedValues(values), name=name)
+        self.trained_values = values if trained else None
+
+    def save_own_variables(self, store: Any) -> None:
+        if self.trained_values is None:
+            super().save_own_variables(store)
+        else:
+            store["0"] = self.trained_values  # Embedding's own layout: one variable, "0"
 
 
 @keras.saving.register_keras_serializable(package="w2vpipe")
@@ -106,14 +137,11 @@ class Word2Vec(keras.Model):
         self.num_ns = num_ns
         self.seed = seed
         self.initializer = initializer
-        if tables is None:
-            input_init, output_init = table_initializers(embedding_dim, initializer, seed)
-        else:  # trained elsewhere (word2vec.c's SGD loop): the variables take them over
-            input_init, output_init = (TrainedValues(table) for table in tables)
-        self.target_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=input_init,
-                                                 name=TARGET_EMBEDDING)
-        self.context_embedding = layers.Embedding(vocab_size, embedding_dim, embeddings_initializer=output_init,
-                                                  name=CONTEXT_EMBEDDING)
+        # Trained elsewhere (word2vec.c's SGD loop), or to be trained by model.fit (or loaded) from their start.
+        target, context = tables if tables is not None else initial_tables(vocab_size, embedding_dim, initializer,
+                                                                           seed)
+        self.target_embedding = Table(target, TARGET_EMBEDDING, trained=tables is not None)
+        self.context_embedding = Table(context, CONTEXT_EMBEDDING, trained=tables is not None)
         if num_ns:
             self.noise_table = self.add_weight(shape=(noise_table_size(vocab_size),), initializer="zeros",
                                                trainable=False, name="noise_table", dtype="int32")

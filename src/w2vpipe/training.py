@@ -301,14 +301,19 @@ def save_tables(checkpoint_dir: Path, epochs_done: int, tables: Sequence[np.ndar
 def resume_tables(checkpoint_dir: Path, shape: tuple[int, int]) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
     """(epochs done, tables) of the newest sound table checkpoint in `checkpoint_dir`; (0, None) without one
     (with a warning where one was damaged: training starts over)."""
+    from w2vpipe.model import aligned_table
+
     folders = sorted(checkpoint_dir.glob(f"{TABLES_PREFIX}*"), reverse=True)
     for folder in folders:
         try:
-            tables = tuple(np.load(folder / f"{name}.npy") for name in TABLE_NAMES)
+            saved = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in TABLE_NAMES]
         except (OSError, ValueError) as error:
             print(f"warning: the checkpoint {folder} is damaged ({error})", flush=True)
             continue
-        if all(table.shape == shape and table.dtype == np.float32 for table in tables):
+        if all(table.shape == shape and table.dtype == np.float32 for table in saved):
+            tables = tuple(aligned_table(shape) for _ in saved)
+            for table, values in zip(tables, saved, strict=True):
+                table[:] = values
             return int(folder.name.removeprefix(TABLES_PREFIX)), tables  # type: ignore[return-value]
         print(f"warning: the checkpoint {folder} holds tables of another shape than {shape}", flush=True)
     if folders:
@@ -663,4 +668,6 @@ def tensorboard_callbacks(log_dir: Path) -> list[Any]:
 
 
 def target_embedding_weights(model: Word2Vec) -> np.ndarray:
-    return np.asarray(model.target_embedding.embeddings)
+    """The word vectors users keep: the trained table itself where the model was built from one."""
+    table = model.target_embedding
+    return table.trained_values if table.trained_values is not None else np.asarray(table.embeddings)
