@@ -34,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, "bench")
 import benchmark
 
-benchmark.project(Path(sys.argv[1]), Path(sys.argv[2]), {})
+# Stored pairs: the examples stage writes them only when every epoch trains on the same draw.
+benchmark.project(Path(sys.argv[1]), Path(sys.argv[2]), {"examples.redraw_each_epoch": False})
 PY
 for stage in vectorize examples; do
     (cd "$scratch" && PYTHONPATH="$scratch:$OLDPWD/src" DO_NOT_TRACK=true "$OLDPWD/$python" -m pipeline "$stage" | tail -1)

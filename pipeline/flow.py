@@ -13,13 +13,15 @@ The run's Dask cluster (prefect-dask's DaskTaskRunner) serves every stage that r
 import contextlib
 import fcntl
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
 from prefect.states import Completed, Failed, State
@@ -53,15 +55,45 @@ FLOW_NAME = "word2vec-pipeline"
 LOCK_FILE = Path(".dvc/tmp/pipeline-run.lock")
 
 
+# The train stage's progress lines: "Epoch 3/20: 45% of ..." inside an epoch, "Epoch 3/20 - ..." at its end.
+TRAINING_PROGRESS = re.compile(r"^Epoch (\d+)/(\d+)(?:: (\d+)% of| - )")
+
+
+class TrainingProgress:
+    """The train stage's progress lines as a progress artifact of its task run (the Prefect UI draws it as a
+    bar): the share of all epochs done, every time the stage prints one (every 5 s inside an epoch)."""
+
+    def __init__(self) -> None:
+        self.artifact: UUID | None = None
+
+    def __call__(self, line: str) -> None:
+        match = TRAINING_PROGRESS.match(line)
+        if not match:
+            return
+        epoch, epochs, percent = int(match.group(1)), int(match.group(2)), match.group(3)
+        progress = 100 * (epoch - 1 + (int(percent) / 100 if percent else 1)) / epochs
+        if self.artifact is None:
+            self.artifact = create_progress_artifact(progress, key="word2vec-training",
+                                                     description="share of the training's epochs done")
+        else:
+            update_progress_artifact(self.artifact, progress)
+
+
 @task(task_run_name="{stage}", cache_policy=NO_CACHE)
 def stage_task(stage: str, outcome: str, dvc: DvcProcess) -> State:
-    """One stage of the experiment, as DVC runs it: its lines are this task's logs."""
+    """One stage of the experiment, as DVC runs it: its lines are this task's logs (and the train stage's
+    progress a progress artifact)."""
     logger = get_run_logger()
     if outcome != OUTCOMES["ran"]:  # a stage that runs announces itself
         logger.info("%s: %s", stage, outcome)
+    progress = TrainingProgress() if stage == "train" else lambda line: None
+
+    def log(line: str) -> None:
+        (logger.error if line.startswith(("error:", "ERROR:")) else logger.info)(line)
+        progress(line)
+
     try:
-        dvc.stage_output(stage, lambda line: (logger.error if line.startswith(("error:", "ERROR:"))
-                                              else logger.info)(line))
+        dvc.stage_output(stage, log)
     except PipelineError as error:
         return Failed(message=str(error))  # the stage's own line, not a traceback
     return Completed(message=outcome)

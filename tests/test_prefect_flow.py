@@ -98,6 +98,10 @@ def test_cli_run_is_a_dvc_experiment_and_an_mlflow_run_of_its_name(project: Path
     artifacts = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["word2vec-summary"]}}})
     summary = next(item["data"] for item in artifacts if item["flow_run_id"] == flow_run["id"])
     assert f"/runs/{mlflow_run.info.run_id}?" in summary and "`train.epochs=1`" in summary
+    # The train task's progress bar, at 100% once its epoch ended.
+    progress = api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["word2vec-training"]}}})
+    (bar,) = [item for item in progress if item["flow_run_id"] == flow_run["id"]]
+    assert bar["type"] == "progress" and bar["data"] == 100.0 and bar["task_run_id"]
     # DVC takes the results where the user wants them, e.g. onto a branch.
     run(["dvc", "exp", "branch", "cli-run", "cli-branch"], project)
     assert yaml.safe_load(run(["git", "show", "cli-branch:params.yaml"], project).stdout)["train"]["epochs"] == 1

@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import json
 import lzma
-import resource
 import shutil
 import subprocess
 import sys
@@ -110,7 +109,7 @@ def test_training_draws_the_pairs_the_examples_stage_counted(workdir: Path, tmp_
 def test_a_compressed_corpus_is_streamed_to_the_same_outputs(workdir: Path, tmp_path: Path,
                                                              compress: Callable[[bytes], bytes]) -> None:
     """Its 7 shards streamed to 2 workers, with no decompressed copy on disk: the stage and its workers may
-    write no file larger than a third of the text (RLIMIT_FSIZE; the largest shard file is ~0.15 MB)."""
+    write no file larger than a third of the text (prlimit's RLIMIT_FSIZE; the largest shard file is ~0.15 MB)."""
     project = tmp_path / "compressed"
     shutil.copytree(workdir, project)
     shutil.rmtree(project / "data" / "vectorized")
@@ -118,12 +117,9 @@ def test_a_compressed_corpus_is_streamed_to_the_same_outputs(workdir: Path, tmp_
     text = corpus.read_bytes()
     corpus.write_bytes(compress(text))
     limit = len(text) // 3
-
-    def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    result = subprocess.run([sys.executable, "-m", "pipeline", "vectorize"], cwd=project, preexec_fn=limit_file_size,
-                            env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(["prlimit", f"--fsize={limit}", sys.executable, "-m", "pipeline", "vectorize"],
+                            cwd=project, env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     assert "2 workers; made in" in result.stdout
     assert every_file(project / "data" / "vectorized") == every_file(workdir / "data" / "vectorized")
