@@ -44,8 +44,9 @@ def write_corpus(out: Path, distinct: int, seed: int = 0) -> int:
     with out.open("wb") as sink:
         for start in range(0, lines, 100_000):
             count = min(100_000, lines - start)
-            words = np.concatenate([tail[start * LINE_TAIL_WORDS:(start + count) * LINE_TAIL_WORDS].reshape(count, -1),
-                                    common[np.searchsorted(cumulative, rng.random((count, LINE_COMMON_WORDS)))]], axis=1)
+            unique = tail[start * LINE_TAIL_WORDS:(start + count) * LINE_TAIL_WORDS].reshape(count, -1)
+            frequent = common[np.searchsorted(cumulative, rng.random((count, LINE_COMMON_WORDS)))]
+            words = np.concatenate([unique, frequent], axis=1)
             sink.write(b"\n".join(b" ".join(line) for line in words) + b"\n")
     return lines * (LINE_TAIL_WORDS + LINE_COMMON_WORDS)
 
@@ -85,8 +86,8 @@ def main() -> None:
             sampler.join()
             counted = re.search(r"vocabulary: ([0-9,]+) tokens of ([0-9,]+) distinct", out)
             pruned = "pruned" if "counting_limit" in out else "exact"
-            rows.append(f"| {limit} | {wall:.1f} | {own_peak[0]:,.0f} | {rss:,.0f} | {tree_rss:,.0f} | {counted.group(2)} | "
-                        f"{counted.group(1)} | {pruned} |")
+            rows.append(f"| {limit} | {wall:.1f} | {own_peak[0]:,.0f} | {rss:,.0f} | {tree_rss:,.0f} | "
+                        f"{counted.group(2)} | {counted.group(1)} | {pruned} |")
             print(rows[-1], flush=True)
     publish("counting_limit", [
         f"# vectorize at {int(args.distinct):,} distinct tokens ({words:,} words, "

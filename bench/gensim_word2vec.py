@@ -4,7 +4,8 @@ Reads lines with the tutorial's standardization (lowercase, strip ASCII punctuat
 `vocab_size - 2` most frequent words (the pipeline's vocabulary less padding and [UNK]), and
 trains skip-gram with negative sampling. Prints one JSON object.
 
-    python bench/gensim_word2vec.py CORPUS [--epochs 20] [--dim 128] [--window 2] [--negative 4] [--evaluate] [--min-count 5] [--save FILE] [--stream]
+    python bench/gensim_word2vec.py CORPUS [--epochs 20] [--dim 128] [--window 2] [--negative 4] [--evaluate]
+                                    [--min-count 5] [--save FILE] [--stream]
 
 With --evaluate, the vectors are also scored by the pipeline's evaluation code (WordSim353, SimLex-999,
 analogies), as its evaluate stage scores its own.

@@ -119,11 +119,11 @@ def run_tasks(client: Client, function: Callable[..., Result], items: Iterable[A
               None] = lambda index, result: None, *, large_items: bool = False, keep_results: bool = True,
               **shared: Any) -> list[Result]:
     """`function(item, **shared)` for every item on the cluster; `on_done(i, result)` as each finishes
-    (any order), the results in the items' order (none without `keep_results`). Items are taken from `items` as tasks finish, two per
-    worker thread at a time: a stream of large items (scattered to a worker, not sent through the
-    scheduler's task graph) is held in memory a few at a time. A task's exception is raised here (a
-    PipelineError keeps its one line). `pure=False`: runs of a shared cluster never reuse each other's
-    results."""
+    (any order), the results in the items' order (none without `keep_results`). Items are taken from
+    `items` as tasks finish, two per worker thread at a time: a stream of large items (scattered to a
+    worker, not sent through the scheduler's task graph) is held in memory a few at a time. A task's
+    exception is raised here (a PipelineError keeps its one line). `pure=False`: runs of a shared
+    cluster never reuse each other's results."""
     pending: dict[str, tuple[int, list[Future]]] = {}  # future key: (item's index, futures to release with it)
     results: dict[int, Any] = {}
     running = as_completed(with_results=True)

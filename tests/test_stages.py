@@ -10,7 +10,7 @@ import lzma
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +20,21 @@ import yaml
 from conftest import REPO_ROOT, tool_env
 
 
-def stage(workdir: Path, name: str, **env: str) -> str:
-    """Run stage `name` in `workdir`; its summary line."""
-    result = subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workdir,
+def stage_output(workdir: Path, name: str, limit: Sequence[str] = (), **env: str) -> str:
+    """Run stage `name` in `workdir` (under `limit`, a command such as prlimit's that runs it); its output."""
+    result = subprocess.run([*limit, sys.executable, "-m", "pipeline", name], cwd=workdir,
                             env=tool_env(PYTHONPATH=str(REPO_ROOT), **env), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     # TensorFlow's start-up lines (printed by C++ before TF_CPP_MIN_LOG_LEVEL applies) are filtered out.
     assert "absl::InitializeLog" not in result.stderr and "cuda drivers" not in result.stderr, result.stderr
     if name in ("vectorize", "examples"):
         assert not result.stderr.strip(), result.stderr  # nor Dask's log lines
-    return result.stdout.strip().splitlines()[-1]
+    return result.stdout
+
+
+def stage(workdir: Path, name: str, **env: str) -> str:
+    """Run stage `name` in `workdir`; its summary line."""
+    return stage_output(workdir, name, **env).strip().splitlines()[-1]
 
 
 def every_file(directory: Path) -> dict[str, str]:
@@ -116,12 +121,8 @@ def test_a_compressed_corpus_is_streamed_to_the_same_outputs(workdir: Path, tmp_
     corpus = project / "data" / "corpus" / "shakespeare.txt"
     text = corpus.read_bytes()
     corpus.write_bytes(compress(text))
-    limit = len(text) // 3
-    result = subprocess.run(["prlimit", f"--fsize={limit}", sys.executable, "-m", "pipeline", "vectorize"],
-                            cwd=project, env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "2 workers; made in" in result.stdout
+    output = stage_output(project, "vectorize", ["prlimit", f"--fsize={len(text) // 3}"])
+    assert "2 workers; made in" in output
     assert every_file(project / "data" / "vectorized") == every_file(workdir / "data" / "vectorized")
 
 
@@ -134,10 +135,7 @@ def test_counting_limit_drops_the_rarest_tokens_and_says_so(workdir: Path, tmp_p
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["vectorize"].update(counting_limit=3000, vocab_size=None)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, "-m", "pipeline", "vectorize"], cwd=project,
-                            env=tool_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "past vectorize.counting_limit (3,000), tokens seen fewer than" in result.stdout
+    assert "past vectorize.counting_limit (3,000), tokens seen fewer than" in stage_output(project, "vectorize")
     limited = (project / "data" / "vectorized" / "vocab.txt").read_text().splitlines()
     full = (workdir / "data" / "vectorized" / "vocab.txt").read_text().splitlines()
     assert len(limited) < 3000 < len(full)  # pruned below the limit; the unlimited run keeps 4,096 (vocab_size)

@@ -298,7 +298,7 @@ def test_counting_limit_prunes_as_gensims_max_vocab_size(shakespeare: Path) -> N
     min_reduce = 1
     for block in blocks:
         counts.update(count_tokens(block))
-        counts, min_reduce = prune_counts(counts, 3000, min_reduce)
+        min_reduce = prune_counts(counts, 3000, min_reduce)
     model = Word2Vec(min_count=1, max_vocab_size=3000)
     model.build_vocab([[token.decode() for token in standardized_tokens(block)] for block in blocks])
     assert min_reduce > 5  # pruned after several shards

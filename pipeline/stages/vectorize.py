@@ -75,10 +75,10 @@ def run(params: Params) -> str:
         min_reduce = 1  # gensim's: the count below which the next pruning drops tokens
 
         def add_counts(index: int, shard_counts: Counter[bytes]) -> None:
-            nonlocal token_counts, min_reduce
+            nonlocal min_reduce
             token_counts.update(shard_counts)  # sums of integers: the same in any order, unless pruned
             if settings.counting_limit is not None:
-                token_counts, min_reduce = prune_counts(token_counts, settings.counting_limit, min_reduce)
+                min_reduce = prune_counts(token_counts, settings.counting_limit, min_reduce)
 
         shards.run(count_shard, found.sources(), add_counts, large_items=found.compressed, keep_results=False,
                    corpus=source, validation_fraction=settings.validation_fraction)

@@ -46,16 +46,16 @@ def count_tokens(lines: Iterable[bytes]) -> Counter[bytes]:
     return Counter(standardized_tokens(lines))
 
 
-def prune_counts(counts: Counter[bytes], limit: int, min_reduce: int) -> tuple[Counter[bytes], int]:
+def prune_counts(counts: Counter[bytes], limit: int, min_reduce: int) -> int:
     """gensim's vocabulary scan with `max_vocab_size`, there after each sentence, here after each shard's
-    counts are added: when more than `limit` tokens are counted, drop those counted fewer than
-    `min_reduce` times (`utils.prune_vocab`), and the next time drop one more; (the counts, the next
-    `min_reduce`). A token dropped and seen again later counts again from zero."""
+    counts are added: when more than `limit` tokens are counted, drop (in place: no second table) those
+    counted fewer than `min_reduce` times (`utils.prune_vocab`), and the next time drop one more; returns
+    the next `min_reduce`. A token dropped and seen again later counts again from zero."""
     if len(counts) <= limit:
-        return counts, min_reduce
-    for token in [token for token, n in counts.items() if n < min_reduce]:  # in place: no second table
+        return min_reduce
+    for token in [token for token, n in counts.items() if n < min_reduce]:
         del counts[token]
-    return counts, min_reduce + 1
+    return min_reduce + 1
 
 
 def vocabulary_from_counts(counts: Mapping[bytes, int], vocab_size: int | None, min_count: int = 1) -> list[str]:

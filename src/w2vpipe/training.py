@@ -4,7 +4,9 @@ word2vec.c's recipe (`train.optimizer: sgd`, the default) runs one compiled call
 block of each shard's examples (permuted on the host), drawing each batch's negatives inside: on the
 CPU's cores `w2vpipe.cpu_sgd` (numba), on accelerators and TensorFlow `w2vpipe.sgd`'s keras.ops loop,
 the same steps (`w2vpipe.distributed` picks the placement). The tutorial's recipe (Adam over a
-softmax) runs Keras's `model.fit` on a tf.data pipeline (TensorFlow only). Both keep the same epochs, callbacks, checkpoints and metrics.
+softmax) runs Keras's `model.fit` on a tf.data pipeline (TensorFlow only). Both keep the same epochs,
+callbacks and metrics; each checkpoints what it needs to resume (the SGD loop its tables, `model.fit`
+Keras's model and optimizer state).
 """
 
 from __future__ import annotations
@@ -419,7 +421,7 @@ def train_word2vec(
     num_contexts = 1 + num_ns
     first = load_examples(shards[0])
     input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
-    shape = dict(vocab_size=vocab_size, embedding_dim=params.embedding_dim, num_contexts=num_contexts,
+    model_args = dict(vocab_size=vocab_size, embedding_dim=params.embedding_dim, num_contexts=num_contexts,
                  input_width=input_width, seed=params.seed, initializer=params.initializer,
                  num_ns_on_device=num_ns if noise is not None else 0, noise=noise)
     first_epoch = 0
@@ -433,7 +435,7 @@ def train_word2vec(
             tables = initial_tables(vocab_size, params.embedding_dim, params.initializer, params.seed)
     else:
         with device_strategy().scope():
-            model = build_word2vec(**shape, adam_learning_rate=params.effective_learning_rate, jit_compile=True,
+            model = build_word2vec(**model_args, adam_learning_rate=params.effective_learning_rate, jit_compile=True,
                                    steps_per_execution=steps_per_execution)
         if checkpoint_dir is not None:
             first_epoch = resume_point(model, checkpoint_dir)
@@ -456,7 +458,7 @@ def train_word2vec(
         history, tables = train_on_device(tables, run, noise=noise, num_ns=num_ns if noise is not None else 0)
         fit_seconds = time.perf_counter() - started
         check_tables(tables, params.epochs, params.effective_learning_rate)
-        model = build_word2vec(**shape, tables=tables)
+        model = build_word2vec(**model_args, tables=tables)
     else:
         history = fit_with_keras(model, run, template=first, num_contexts=num_contexts)
         fit_seconds = time.perf_counter() - started
