@@ -240,3 +240,12 @@ def test_projector_files_load_in_tensorboards_projector(tmp_path: Path) -> None:
     assert (tmp_path / embedding.metadata_path).read_text().splitlines() == ["[UNK]", "the", "and"]
     # The tutorial's own format: str() of each float32, tab-separated.
     assert (tmp_path / "vectors.tsv").read_text().splitlines()[0] == "\t".join(str(x) for x in weights[1])
+
+
+def test_projector_files_hold_the_most_frequent_words_when_bounded(tmp_path: Path) -> None:
+    vocabulary = ["", "[UNK]", "the", "and", "of"]
+    weights = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    write_projector_files(tmp_path, vocabulary, weights, tensor_name="w2v_embedding", words=2)
+    assert (tmp_path / "metadata.tsv").read_text().splitlines() == ["[UNK]", "the"]
+    rows = (tmp_path / "vectors.tsv").read_text().splitlines()
+    assert rows == ["\t".join(str(x) for x in row) for row in weights[1:3]]

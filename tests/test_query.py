@@ -53,6 +53,18 @@ def test_gensim_loads_both_word2vec_files_and_its_own(exports: Path) -> None:
         [KEYED_VECTORS_FILE, WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE])  # one file each, nothing beside
 
 
+def test_the_text_file_holds_the_most_frequent_words_and_the_binary_files_every_word(tmp_path: Path) -> None:
+    from gensim.models import KeyedVectors
+
+    weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
+    write_standard_files(tmp_path, keyed_vectors(WORDS, weights), text_words=3)
+    text = KeyedVectors.load_word2vec_format(str(tmp_path / WORD2VEC_TEXT_FILE), binary=False)
+    binary = KeyedVectors.load_word2vec_format(str(tmp_path / WORD2VEC_BINARY_FILE), binary=True)
+    assert text.index_to_key == WORDS[2:5] and binary.index_to_key == WORDS[2:]
+    np.testing.assert_allclose(text.vectors, weights[2:5], rtol=1e-6)
+    assert KeyedVectors.load(str(tmp_path / KEYED_VECTORS_FILE)).index_to_key == WORDS[2:]
+
+
 def test_the_files_are_the_same_bytes_for_the_same_vectors(exports: Path, tmp_path: Path) -> None:
     weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
     again = tmp_path / "again"

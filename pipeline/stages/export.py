@@ -25,12 +25,16 @@ def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
     weights = layout.load_embedding(vocabulary)
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
-        write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME)
+        text_words = params.export.text_words
+        write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME, words=text_words)
         vectors = keyed_vectors(vocabulary, weights)
-        written = write_standard_files(out_dir, vectors) + write_map(out_dir, vectors, params)
+        written = write_standard_files(out_dir, vectors, text_words) + write_map(out_dir, vectors, params)
     tracked = tracking.track_outputs(layout.EMBEDDING_FILE, [["log_export", str(layout.EXPORT_DIR)]])
+    text_part = ""
+    if text_words is not None and text_words < len(vectors):
+        text_part = f"; the text files hold the {text_words:,} most frequent (export.text_words)"
     return (f"{len(vocabulary) - 1:,} vectors of {weights.shape[1]} dimensions in {layout.EXPORT_DIR}/ (Projector "
-            f"files, {', '.join(written)}), {tracked}")
+            f"files, {', '.join(written)}{text_part}), {tracked}")
 
 
 def write_map(out_dir: Path, vectors: KeyedVectors, params: Params) -> list[str]:

@@ -13,8 +13,10 @@ METADATA_FILE = "metadata.tsv"
 PROJECTOR_CONFIG_FILE = "projector_config.pbtxt"
 
 
-def write_projector_files(out_dir: Path, vocabulary: list[str], weights: np.ndarray, tensor_name: str) -> None:
-    """Write the files exactly as the tutorial does (row 0, the padding token, skipped).
+def write_projector_files(out_dir: Path, vocabulary: list[str], weights: np.ndarray, tensor_name: str,
+                          words: int | None = None) -> None:
+    """Write the files exactly as the tutorial does (row 0, the padding token, skipped), the first `words`
+    rows after it (all when None): the vocabulary's most frequent words.
 
     Each value is written with `str()` of its float32, the tutorial's format, so the files are
     byte-identical to the tutorial's for the same weights.
@@ -23,9 +25,9 @@ def write_projector_files(out_dir: Path, vocabulary: list[str], weights: np.ndar
         raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
     with atomic_file(out_dir / VECTORS_FILE) as tmp:
         with tmp.open("w", encoding="utf-8") as out:
-            out.writelines("\t".join(map(str, row)) + "\n" for row in weights[1:])
+            out.writelines("\t".join(map(str, row)) + "\n" for row in weights[1:][:words])
     with atomic_file(out_dir / METADATA_FILE) as tmp:
-        tmp.write_text("".join(f"{word}\n" for word in vocabulary[1:]), encoding="utf-8")
+        tmp.write_text("".join(f"{word}\n" for word in vocabulary[1:][:words]), encoding="utf-8")
     with atomic_file(out_dir / PROJECTOR_CONFIG_FILE) as tmp:
         tmp.write_text(
             "embeddings {\n"

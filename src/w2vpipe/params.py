@@ -192,6 +192,10 @@ class ExportParams(Section):
     map_words: int = Field(500, ge=3, description="the most frequent words drawn on the 2-D map (PCA and t-SNE): "
                                                    "exports/map.png and map.html")
     seed: int = Field(42, ge=0, description="seeds the map's t-SNE layout")
+    text_words: int | None = Field(
+        100_000, ge=1, description="the most frequent words in the text files, exports/word2vec.txt and the Embedding "
+                                   "Projector's vectors.tsv and metadata.tsv (the Projector loads 100,000 at most); "
+                                   "null: every word. word2vec.bin and word2vec.kv always hold every word")
 
 
 class EvaluateParams(Section):

@@ -43,12 +43,17 @@ def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.f
     return vectors
 
 
-def write_standard_files(out_dir: Path, vectors: KeyedVectors) -> list[str]:
-    """word2vec text and binary, and gensim's KeyedVectors file, by gensim's own writers; returns their names."""
+def write_standard_files(out_dir: Path, vectors: KeyedVectors, text_words: int | None = None) -> list[str]:
+    """word2vec text (the first `text_words` words; all when None) and binary, and gensim's KeyedVectors file,
+    by gensim's own writers; returns their names."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # gensim logs each save at INFO
-    for name, binary in ((WORD2VEC_TEXT_FILE, False), (WORD2VEC_BINARY_FILE, True)):
+    text_vectors = vectors
+    if text_words is not None and text_words < len(vectors):
+        text_vectors = type(vectors)(vector_size=vectors.vector_size, dtype=vectors.vectors.dtype)
+        text_vectors.add_vectors(vectors.index_to_key[:text_words], vectors.vectors[:text_words])
+    for name, written, binary in ((WORD2VEC_TEXT_FILE, text_vectors, False), (WORD2VEC_BINARY_FILE, vectors, True)):
         with atomic_file(out_dir / name) as tmp:
-            vectors.save_word2vec_format(str(tmp), binary=binary)
+            written.save_word2vec_format(str(tmp), binary=binary)
     # gensim stamps each save into the object (date, host platform, Python): off, so the same vectors
     # make the same file. Saved through a file handle, the arrays stay inside the one file (by name,
     # gensim may put large ones in files beside it, named after the temporary file).
