@@ -41,7 +41,7 @@ class EmbeddingsModel(mlflow.pyfunc.PythonModel):
         self.vectors = KeyedVectors.load(context.artifacts["keyed_vectors"])
         norms = np.linalg.norm(self.vectors.vectors, axis=1, keepdims=True)
         # A zero vector stays zero (cosine 0 with every word) rather than becoming NaN, which JSON cannot hold.
-        self.unit = (self.vectors.vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
+        self.unit = np.divide(self.vectors.vectors, np.where(norms > 0, norms, 1), dtype=np.float32)  # one new table
 
     # `model_input` has no type hint: MLflow would take the signature from it and drop the params.
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:

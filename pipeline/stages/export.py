@@ -23,18 +23,27 @@ if TYPE_CHECKING:
 
 def run(params: Params) -> str:
     vocabulary = load_vocabulary(layout.VOCABULARY_FILE)
+    written, dimensions = write_exports(vocabulary, params)
+    # Logged once the tables are freed: MLflow loads the logged model to check it, a table's worth again.
+    tracked = tracking.track_outputs(layout.EMBEDDING_FILE, [["log_export", str(layout.EXPORT_DIR)]])
+    text_words = params.export.text_words
+    text_part = ""
+    if text_words is not None and text_words < len(vocabulary) - 2:
+        text_part = f"; the text files hold the {text_words:,} most frequent (export.text_words)"
+    return (f"{len(vocabulary) - 1:,} vectors of {dimensions} dimensions in {layout.EXPORT_DIR}/ (Projector "
+            f"files, {', '.join(written)}{text_part}), {tracked}")
+
+
+def write_exports(vocabulary: list[str], params: Params) -> tuple[list[str], int]:
+    """Every file of exports/; the names of the standard files and pictures, and the vectors' dimensions."""
     weights = layout.load_embedding(vocabulary)
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         text_words = params.export.text_words
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME, words=text_words)
         vectors = keyed_vectors(vocabulary, weights)
+        del weights  # the vectors hold their own copy: one table in memory, not two
         written = write_standard_files(out_dir, vectors, text_words) + write_map(out_dir, vectors, params)
-    tracked = tracking.track_outputs(layout.EMBEDDING_FILE, [["log_export", str(layout.EXPORT_DIR)]])
-    text_part = ""
-    if text_words is not None and text_words < len(vectors):
-        text_part = f"; the text files hold the {text_words:,} most frequent (export.text_words)"
-    return (f"{len(vocabulary) - 1:,} vectors of {weights.shape[1]} dimensions in {layout.EXPORT_DIR}/ (Projector "
-            f"files, {', '.join(written)}{text_part}), {tracked}")
+    return written, vectors.vector_size
 
 
 def write_map(out_dir: Path, vectors: KeyedVectors, params: Params) -> list[str]:
