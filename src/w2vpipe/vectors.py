@@ -42,7 +42,7 @@ def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.f
     # Filled in place as gensim's own word2vec reader fills a KeyedVectors: `add_vectors` copies the table twice
     # and checks each key in Python (5 GB and 10 s at a million words of dimension 300).
     vectors = KeyedVectors(vector_size=weights.shape[1], count=len(rows), dtype=dtype)
-    np.take(np.asarray(weights, dtype=dtype), rows, axis=0, out=vectors.vectors)
+    np.take(np.asarray(weights, dtype=dtype), rows, axis=0, out=vectors.vectors, mode="clip")  # "raise" buffers
     vectors.index_to_key = [vocabulary[index] for index in rows]
     vectors.key_to_index = {key: index for index, key in enumerate(vectors.index_to_key)}
     return vectors
