@@ -32,13 +32,19 @@ def noise_table_size(vocab_size: int) -> int:
     return max(1 << 16, 16 * vocab_size)
 
 
+NOISE_TABLE_CHUNK = 1 << 22
+
+
 def noise_table(probabilities: np.ndarray) -> np.ndarray:
     """word2vec.c's unigram table: word ids laid out in proportion to their noise probability, so a
     draw is one uniform index and one lookup (a binary search per draw is ~10x slower under XLA)."""
     size = noise_table_size(len(probabilities))
     cdf = np.cumsum(probabilities, dtype=np.float64)
-    quantiles = (np.arange(size, dtype=np.float64) + 0.5) / size * cdf[-1]
-    return np.minimum(np.searchsorted(cdf, quantiles, side="right"), len(cdf) - 1).astype(np.int32)
+    table = np.empty(size, np.int32)
+    for start in range(0, size, NOISE_TABLE_CHUNK):  # float64 quantiles a chunk at a time, not 16 per word at once
+        quantiles = (np.arange(start, min(start + NOISE_TABLE_CHUNK, size), dtype=np.float64) + 0.5) / size * cdf[-1]
+        table[start:start + len(quantiles)] = np.minimum(np.searchsorted(cdf, quantiles, side="right"), len(cdf) - 1)
+    return table
 
 
 def avoid_true_word(negatives: Any, positives: Any, vocab_size: int) -> Any:
@@ -114,7 +120,19 @@ class Table(layers.Embedding):
         if self.trained_values is None:
             super().save_own_variables(store)
         else:
-            store["0"] = self.trained_values  # Embedding's own layout: one variable, "0"
+            store["0"] = WrittenInPlace(self.trained_values)  # Embedding's own layout: one variable, "0"
+
+
+class WrittenInPlace:
+    """A table handed to Keras's weights file as it is: the file's store converts each value with `np.array`,
+    a copy (a table's worth of memory more, 1.7 GB at the end of a 1.4M-word training), and only reads it,
+    so the table is given out even when a copy is asked for."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self.values if dtype is None else self.values.astype(dtype, copy=False)
 
 
 @keras.saving.register_keras_serializable(package="w2vpipe")
