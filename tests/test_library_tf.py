@@ -213,6 +213,18 @@ def test_drawn_negatives_follow_the_noise_distribution() -> None:
     np.testing.assert_allclose(observed, probabilities, atol=0.01)
 
 
+def test_the_noise_table_made_in_chunks_lays_each_word_out_in_proportion() -> None:
+    from w2vpipe.model import NOISE_TABLE_CHUNK, noise_table
+
+    counts = np.random.default_rng(0).integers(1, 1000, size=600_000).astype(np.float64)
+    probabilities = counts / counts.sum()
+    table = noise_table(probabilities)
+    assert len(table) > 2 * NOISE_TABLE_CHUNK  # more than one chunk, and a part-chunk at the end
+    # Each word's slots are its share of the table, to within one slot (the quantile rule), in word order.
+    slots = np.bincount(table, minlength=len(counts))
+    assert np.abs(slots - probabilities * len(table)).max() <= 1 and (np.diff(table) >= 0).all()
+
+
 def test_a_negative_equal_to_the_true_word_is_replaced_by_a_word_never_padding() -> None:
     from w2vpipe.model import Word2Vec
 
