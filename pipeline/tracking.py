@@ -8,13 +8,16 @@ also from a DVC experiment's temporary copy (`DVC_ROOT`).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import shutil
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +97,8 @@ def prepare_store() -> None:
 def mlflow_client() -> MlflowClient:
     from mlflow import MlflowClient
 
+    # A fresh store's first use logs its schema set-up at INFO ("Creating initial MLflow database tables...").
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=tracking_uri())
 
 
@@ -519,9 +524,7 @@ def log_embeddings_model(run_id: str, keyed_vectors_file: Path) -> str:
                        "vector": [0.1, -0.2]}, {"word": "queen", "known": False, "neighbours": []}]
     signature = infer_signature(example_input, example_output, params={"top": 10, "vectors": False})
     mlflow.set_tracking_uri(tracking_uri())
-    with warnings.catch_warnings():  # MLflow asks for type hints, which would drop the params from the signature
-        warnings.simplefilter("ignore")
-        with mlflow.start_run(run_id=run_id):
+    with quiet_mlflow(), mlflow.start_run(run_id=run_id):
             logged = mlflow.pyfunc.log_model(
                 name=PYFUNC_ARTIFACT, python_model=str(SERVING_MODEL_FILE),
                 artifacts={"keyed_vectors": str(keyed_vectors_file)}, signature=signature,
@@ -529,6 +532,22 @@ def log_embeddings_model(run_id: str, keyed_vectors_file: Path) -> str:
                 pip_requirements=[f"mlflow=={mlflow.__version__}", f"gensim=={gensim.__version__}",
                                   f"numpy=={np.__version__}"])
     return str(logged.registered_model_version)
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Keep MLflow's chatter out of the stage's output while it logs and registers a model: a warning asking for
+    type hints (which would drop the params from the signature; MLflow shows it whatever the filters say), its
+    input-example check's INFO line and progress bar, and the registration's prints. Errors still raise; the stage's
+    own line names the run, and the version once the champion alias is decided."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def update_champion(client: MlflowClient, run_id: str) -> str | None:
