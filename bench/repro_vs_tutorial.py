@@ -3,9 +3,11 @@
 Each repeat runs, alternately, (a) the tutorial's code (bench/tutorial_word2vec.py) and (b) a cold
 `dvc repro` in a fresh copy of this project (no outputs, no DVC cache, no MLflow store), on the
 same corpus and machine. Reports per-phase and total wall times (median of the repeats) and
-writes a markdown table to bench/results/.
+writes a markdown table to bench/results/. The pipeline runs the project's defaults (params.yaml), or
+the tutorial's recipe (recipes/tutorial.yaml) with `--params tutorial`.
 
     python bench/repro_vs_tutorial.py [--corpus ../shared/corpora/shakespeare.txt] [--repeats 3]
+                                      [--params defaults|tutorial]
 """
 
 from __future__ import annotations
@@ -30,15 +32,15 @@ STAGES = ("download", "vectorize", "examples", "train", "export", "evaluate")
 TUTORIAL_PHASES = ("import", "vectorize", "examples", "train", "export")
 
 
-def project_copy(destination: Path, corpus: Path) -> Path:
+def project_copy(destination: Path, corpus: Path, recipe: str) -> Path:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for name in files:
         if (ROOT / name).is_file() and not name.startswith(("tests/", "bench/", "docs/")) and name != "dvc.lock":
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, destination / name)
-    # Like for like: the tutorial's recipe, not the project's defaults.
-    shutil.copy2(ROOT / "recipes" / "tutorial.yaml", destination / "params.yaml")
+    if recipe == "tutorial":
+        shutil.copy2(ROOT / "recipes" / "tutorial.yaml", destination / "params.yaml")
     if corpus.name != "shakespeare.txt":
         params = (destination / "params.yaml").read_text()
         params = "\n".join(
@@ -51,10 +53,10 @@ def project_copy(destination: Path, corpus: Path) -> Path:
     return destination
 
 
-def time_pipeline(corpus: Path, env: dict[str, str]) -> dict[str, float]:
+def time_pipeline(corpus: Path, env: dict[str, str], recipe: str) -> dict[str, float]:
     """Wall time of a cold `dvc repro`, and of each stage as DVC runs it (its overhead included)."""
     with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
-        project = project_copy(Path(tmp), corpus)
+        project = project_copy(Path(tmp), corpus, recipe)
         started = time.perf_counter()
         process = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
@@ -92,6 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "shakespeare.txt")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--params", choices=["defaults", "tutorial"], default="defaults",
+                        help="the pipeline's params: params.yaml, or the tutorial's recipe")
     args = parser.parse_args()
     corpus = args.corpus.resolve()
     venv_bin = str(Path(sys.executable).parent)
@@ -103,7 +107,7 @@ def main() -> None:
     tutorial_runs, pipeline_runs = [], []
     for repeat in range(1, args.repeats + 1):
         tutorial_runs.append(time_tutorial(corpus, env))
-        pipeline_runs.append(time_pipeline(corpus, env))
+        pipeline_runs.append(time_pipeline(corpus, env, args.params))
         print(f"repeat {repeat}: tutorial {tutorial_runs[-1]['total']:.1f} s, "
               f"dvc repro {pipeline_runs[-1]['total']:.1f} s", file=sys.stderr, flush=True)
 
@@ -126,7 +130,8 @@ def main() -> None:
         f"Python {platform.python_version()}; median of {args.repeats} alternating runs.",
         "Pipeline stage times are process wall times as DVC runs them (Python start-up, imports, MLflow, "
         "DVC's hashing and caching included); the tutorial's are its phases inside one process. "
-        "The pipeline runs the tutorial's recipe (recipes/tutorial.yaml).",
+        "The pipeline runs " + ("the tutorial's recipe (recipes/tutorial.yaml)." if args.params == "tutorial"
+                                else "the project's defaults (params.yaml)."),
         "",
         "| phase | tutorial (s) | pipeline (s) |",
         "| --- | ---: | ---: |",
