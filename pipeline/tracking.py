@@ -525,12 +525,12 @@ def log_embeddings_model(run_id: str, keyed_vectors_file: Path) -> str:
     signature = infer_signature(example_input, example_output, params={"top": 10, "vectors": False})
     mlflow.set_tracking_uri(tracking_uri())
     with quiet_mlflow(), mlflow.start_run(run_id=run_id):
-            logged = mlflow.pyfunc.log_model(
-                name=PYFUNC_ARTIFACT, python_model=str(SERVING_MODEL_FILE),
-                artifacts={"keyed_vectors": str(keyed_vectors_file)}, signature=signature,
-                input_example=example_input, registered_model_name=MODEL_NAME,
-                pip_requirements=[f"mlflow=={mlflow.__version__}", f"gensim=={gensim.__version__}",
-                                  f"numpy=={np.__version__}"])
+        logged = mlflow.pyfunc.log_model(
+            name=PYFUNC_ARTIFACT, python_model=str(SERVING_MODEL_FILE),
+            artifacts={"keyed_vectors": str(keyed_vectors_file)}, signature=signature,
+            input_example=example_input, registered_model_name=MODEL_NAME,
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"gensim=={gensim.__version__}",
+                              f"numpy=={np.__version__}"])
     return str(logged.registered_model_version)
 
 
