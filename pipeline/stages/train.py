@@ -67,7 +67,6 @@ def run(params: Params) -> str:
     tracking.check_store()
     cache_compiled_programs()
     placement = distributed.placement(group, backend, params.train.cores, bool(params.train.shared_negatives))
-    from w2vpipe.model import save_model  # Keras and its backend load here, once the inputs are known to be sound
 
     shards = training_shards(params, counts)
     validation = validation_shards()
@@ -82,6 +81,9 @@ def run(params: Params) -> str:
         shutil.rmtree(tensorboard_dir, ignore_errors=True)  # an earlier run of the same name
     resume_run_id = earlier_try.get("run_id")
     with tracking.TrainTracking(logged_params, {"stage": "train"}, resume_run_id=resume_run_id) as mlflow_run:
+        # Keras and its backend load here, once the inputs are known to be sound, while the tracking process
+        # starts MLflow: each import takes about two seconds.
+        from w2vpipe.model import save_model
 
         def claim_run() -> None:
             run_id = mlflow_run.wait_ready()
