@@ -33,17 +33,23 @@ class Neighbour:
 
 def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.float32) -> KeyedVectors:
     """One vector per word, padding and [UNK] left out."""
-    from gensim.models import KeyedVectors
-
     if len(vocabulary) != len(weights):
         raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
     rows = np.array([index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)],
                     dtype=np.int64)
-    # Filled in place as gensim's own word2vec reader fills a KeyedVectors: `add_vectors` copies the table twice
-    # and checks each key in Python (5 GB and 10 s at a million words of dimension 300).
-    vectors = KeyedVectors(vector_size=weights.shape[1], count=len(rows), dtype=dtype)
+    vectors = keys_with_empty_table([vocabulary[index] for index in rows], weights.shape[1], dtype)
     np.take(np.asarray(weights, dtype=dtype), rows, axis=0, out=vectors.vectors, mode="clip")  # "raise" buffers
-    vectors.index_to_key = [vocabulary[index] for index in rows]
+    return vectors
+
+
+def keys_with_empty_table(keys: list[str], vector_size: int, dtype: type) -> KeyedVectors:
+    """A KeyedVectors of these keys whose table the caller fills in place, as gensim's own word2vec reader fills
+    one: `add_vectors` copies the table twice and checks each key in Python (5 GB and 10 s at a million words
+    of dimension 300)."""
+    from gensim.models import KeyedVectors
+
+    vectors = KeyedVectors(vector_size=vector_size, count=len(keys), dtype=dtype)
+    vectors.index_to_key = list(keys)
     vectors.key_to_index = {key: index for index, key in enumerate(vectors.index_to_key)}
     return vectors
 
@@ -54,8 +60,9 @@ def write_standard_files(out_dir: Path, vectors: KeyedVectors, text_words: int |
     logging.getLogger("gensim").setLevel(logging.WARNING)  # gensim logs each save at INFO
     text_vectors = vectors
     if text_words is not None and text_words < len(vectors):
-        text_vectors = type(vectors)(vector_size=vectors.vector_size, dtype=vectors.vectors.dtype)
-        text_vectors.add_vectors(vectors.index_to_key[:text_words], vectors.vectors[:text_words])
+        text_vectors = keys_with_empty_table(vectors.index_to_key[:text_words], vectors.vector_size,
+                                             vectors.vectors.dtype)
+        text_vectors.vectors[:] = vectors.vectors[:text_words]
     for name, written, binary in ((WORD2VEC_TEXT_FILE, text_vectors, False), (WORD2VEC_BINARY_FILE, vectors, True)):
         with atomic_file(out_dir / name) as tmp:
             written.save_word2vec_format(str(tmp), binary=binary)
