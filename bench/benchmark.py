@@ -1,7 +1,8 @@
 """The pipeline against the tutorial's code and gensim, side by side, per stage, on one machine.
 
     python bench/benchmark.py [--corpus ../shared/corpora/shakespeare.txt] [--repeats 3]
-                              [--epochs 20] [--scale 2e6 6e6 2e7]
+                              [--epochs 20] [--scale 2e6 6e6 2e7] [--realistic all | ROW ...]
+                              [--realistic-repeats 3] [--corpora DIR]
 
 Part 1, on the corpus, same hyperparameters everywhere (window 2, 4 negatives, dimension 128,
 4096-word vocabulary, --epochs epochs), medians of --repeats alternating runs:
@@ -13,9 +14,13 @@ Part 1, on the corpus, same hyperparameters everywhere (window 2, 4 negatives, d
       scored by the same code.
 Part 2, scaling: the corpus concatenated to each --scale word count; the defaults' vectorize +
 examples + one training epoch, and gensim's one epoch, with peak RSS and both training loops' words/s.
+Part 3, the settings people train with (--realistic ROW...; `all` for every row of REALISTIC), each row
+--realistic-repeats alternating runs of the pipeline's vectorize, examples and train stages and of a whole gensim
+process (import, vocabulary, train(), save), 2 workers, same settings: the training loop's corpus words/s
+against train()'s, the whole train stage against the whole gensim process, peak RSS, scores beside.
 
-Every timed command runs under /usr/bin/time for wall time and peak RSS. Writes a markdown
-table to bench/results/benchmark-<time>.md and prints it.
+`--repeats 0 --scale` runs part 3 alone. Every timed command runs under /usr/bin/time for wall time
+and peak RSS. Writes a markdown table to bench/results/benchmark-<time>.md and prints it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import string
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,43 @@ STAGES = ("vectorize", "examples", "train")
 DEFAULTS: dict[str, object] = {}  # params.yaml as it is
 SCORES = (("wordsim353", "spearman"), ("simlex999", "spearman"), ("analogies", "accuracy"))
 PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+@dataclass(frozen=True)
+class RealisticRow:
+    """A corpus at the settings its users train with: `corpus` is made by `make` (a command run with the
+    path appended) unless it exists; `min_count` both the pipeline's and gensim's."""
+
+    corpus: str
+    make: list[str]
+    min_count: int
+    dim: int
+    epochs: int
+    scored: bool  # the corpus has English words: WordSim353, SimLex-999 and analogies mean something
+    window: int = 5
+    negatives: int = 5
+
+    def overrides(self) -> dict[str, object]:
+        # no held-out lines: gensim trains on every line, and words/s counts them all
+        return {"vectorize.vocab_size": None, "vectorize.min_count": self.min_count,
+                "vectorize.validation_fraction": 0, "examples.window_size": self.window,
+                "examples.num_ns": self.negatives,
+                "train.embedding_dim": self.dim, "train.epochs": self.epochs}
+
+    def gensim_arguments(self) -> list[str]:
+        return ["--min-count", str(self.min_count), "--dim", str(self.dim), "--window", str(self.window),
+                "--negative", str(self.negatives), "--epochs", str(self.epochs), "--workers", "2", "--stream"]
+
+
+ZIPF_1E7 = [sys.executable, str(ROOT / "bench" / "zipf_corpus.py"), "--words", "1e7"]
+REALISTIC = {
+    # 10^7 words over 2*10^6 Zipf types: ~166k seen 5 times or more
+    "zipf-1e7-min5": RealisticRow("zipf1e7.txt", ZIPF_1E7, min_count=5, dim=300, epochs=1, scored=False),
+    # the same corpus, every type kept: a vocabulary of ~1.1M words
+    "zipf-1e7-vocab-1m": RealisticRow("zipf1e7.txt", ZIPF_1E7, min_count=1, dim=300, epochs=1, scored=False),
+    "wiki-kjv": RealisticRow("wiki-kjv.txt", [sys.executable, str(ROOT / "bench" / "make_corpus.py"), "--out"],
+                             min_count=5, dim=100, epochs=5, scored=True),
+}
 
 
 def tutorial_recipe() -> dict[str, object]:
@@ -129,9 +172,13 @@ def run_tutorial(corpus: Path, epochs: int, env: dict[str, str]) -> dict[str, fl
     return {**phases, "wall": wall, "rss": rss}
 
 
-def run_gensim(corpus: Path, epochs: int, env: dict[str, str], score: bool = False) -> dict[str, Any]:
-    wall, rss, out = timed([sys.executable, str(ROOT / "bench" / "gensim_word2vec.py"), str(corpus), "--epochs",
-                            str(epochs), *(["--evaluate"] if score else [])], ROOT, env)
+def run_gensim(corpus: Path, epochs: int, env: dict[str, str], score: bool = False,
+               arguments: list[str] | None = None) -> dict[str, Any]:
+    """gensim's JSON report (read, vocab, train, save, total seconds; scores) with the process's wall and RSS."""
+    with tempfile.TemporaryDirectory(prefix="w2v-gensim-") as tmp:
+        wall, rss, out = timed([sys.executable, str(ROOT / "bench" / "gensim_word2vec.py"), str(corpus),
+                                *(arguments or ["--epochs", str(epochs)]), "--save", f"{tmp}/vectors.bin",
+                                *(["--evaluate"] if score else [])], ROOT, env)
     return {**json.loads(out.strip().splitlines()[-1]), "wall": wall, "rss": rss}
 
 
@@ -151,27 +198,17 @@ def fmt(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "shakespeare.txt")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--scale", type=float, nargs="*", default=[2e6, 6e6, 2e7])
-    args = parser.parse_args()
-    corpus = args.corpus.resolve()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "DO_NOT_TRACK": "true", "MLFLOW_TRACKING_URI": ""}
-    env.pop("MLFLOW_TRACKING_URI")
+def tutorial_settings(corpus: Path, repeats: int, epochs: int, env: dict[str, str]) -> list[str]:
+    """Part 1: the tutorial's code, gensim and both pipeline configurations at the tutorial's settings."""
     words = corpus_words(corpus)
-    epochs = args.epochs
 
     tutorial, gensim, recipe, defaults = [], [], [], []  # recipe: the tutorial recipe in the pipeline
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         tutorial.append(run_tutorial(corpus, epochs, env))
         gensim.append(run_gensim(corpus, epochs, env, score=True))
         recipe.append(run_pipeline(corpus, {**TUTORIAL, "train.epochs": epochs}, env, score=True))
         defaults.append(run_pipeline(corpus, {**DEFAULTS, "train.epochs": epochs}, env, score=True))
-        print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+        print(f"repeat {repeat + 1}/{repeats} done", file=sys.stderr, flush=True)
 
     tutorial_lines_per_s = median(tutorial, "lines") / median(tutorial, "examples")
     tutorial_pairs = median(tutorial, "pairs")
@@ -185,7 +222,7 @@ def main() -> None:
         "",
         f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}. Corpus `{corpus.name}`: "
         f"{words:,} words (after the tutorial's standardization), {int(median(tutorial, 'lines')):,} non-empty lines. "
-        f"Window 2, 4 negatives, dimension 128, vocabulary 4096, {epochs} epochs. Medians of {args.repeats} "
+        f"Window 2, 4 negatives, dimension 128, vocabulary 4096, {epochs} epochs. Medians of {repeats} "
         "alternating runs; pipeline stages are whole processes (start-up and imports included).",
         "",
         "## Per stage",
@@ -250,6 +287,69 @@ def main() -> None:
         "(imports, MLflow, model saving included). gensim counts pairs as 3 per kept word (an estimate).",
     ]
 
+    return lines
+
+
+def realistic_settings(rows: list[str], repeats: int, corpora: Path, env: dict[str, str]) -> list[str]:
+    """Part 3: each REALISTIC row, the pipeline's stages and a whole gensim process alternating."""
+    lines = ["", "## Realistic settings (window 5, 5 negatives, 2 workers)", "",
+             "| row | words, vocabulary | loop: pipeline, gensim train() (corpus words/s) | ratio | "
+             "train stage, gensim whole process | ratio | peak RSS: train stage, gensim | "
+             "scores (WordSim353, SimLex-999, analogies): pipeline; gensim |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    corpora.mkdir(parents=True, exist_ok=True)
+    for name in rows:
+        row = REALISTIC[name]
+        corpus = corpora / row.corpus
+        if not corpus.exists():
+            subprocess.run([*row.make, str(corpus)], check=True, capture_output=True)
+        words = corpus_words(corpus)
+        pipeline: list[dict[str, Any]] = []
+        gensim: list[dict[str, Any]] = []
+        for repeat in range(repeats):
+            runs = [lambda: pipeline.append(run_pipeline(corpus, row.overrides(), env, score=row.scored)),
+                    lambda: gensim.append(run_gensim(corpus, row.epochs, env, score=row.scored,
+                                                     arguments=row.gensim_arguments()))]
+            for run in runs if repeat % 2 == 0 else reversed(runs):
+                run()
+            print(f"{name}: repeat {repeat + 1}/{repeats} done", file=sys.stderr, flush=True)
+        loop = words * row.epochs / median(pipeline, "fit")
+        reference_loop = words * row.epochs / median(gensim, "train")
+        stage, whole = median(pipeline, "train"), median(gensim, "total")
+        scores = " ; ".join(", ".join(median_score(runs, score, key) for score, key in SCORES)
+                            for runs in (pipeline, gensim)) if row.scored else "made-up words"
+        lines.append(
+            f"| {name}: {row.dim} dimensions, min count {row.min_count}, {row.epochs} epoch(s) | "
+            f"{words:,}, {int(median(gensim, 'vocab_size')):,} | {fmt(loop, 0)}, {fmt(reference_loop, 0)} | "
+            f"**{loop / reference_loop:.2f}x** | {fmt(stage)} s, {fmt(whole)} s | **{whole / stage:.2f}x** | "
+            f"{fmt(median(pipeline, 'train rss') / 1024)} GiB, {fmt(median(gensim, 'rss') / 1024)} GiB | {scores} |")
+    lines += ["", f"Medians of {repeats} alternating runs. Loop: the train stage's `fit in` (the compiled kernel's "
+              "load included) against gensim's train(). Whole: the `python -m pipeline train` process against "
+              "gensim's import, vocabulary scan, train() and save (bench/gensim_word2vec.py --stream --save; its "
+              "peak RSS includes scoring where scored). Ratios above 1 favour the pipeline."]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "shakespeare.txt")
+    parser.add_argument("--repeats", type=int, default=3, help="0: no part 1 (tutorial settings)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--scale", type=float, nargs="*", default=[2e6, 6e6, 2e7])
+    parser.add_argument("--realistic", nargs="*", default=[], choices=["all", *REALISTIC], metavar="ROW",
+                        help=f"rows at realistic settings: all, or some of {', '.join(REALISTIC)}")
+    parser.add_argument("--realistic-repeats", type=int, default=3)
+    parser.add_argument("--corpora", type=Path, default=Path(tempfile.gettempdir()) / "w2v-bench-corpora",
+                        help="where --realistic's corpora are made, once")
+    args = parser.parse_args()
+    corpus = args.corpus.resolve()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "DO_NOT_TRACK": "true", "MLFLOW_TRACKING_URI": ""}
+    env.pop("MLFLOW_TRACKING_URI")
+    epochs = args.epochs
+    lines = tutorial_settings(corpus, args.repeats, epochs, env) if args.repeats else [
+        f"# Benchmark — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", "",
+        f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}."]
     if args.scale:
         lines += ["", "## Scaling (defaults, one epoch)", "",
                   "| corpus words | vectorize | examples | train, 1 epoch | total | pairs | peak RSS | "
@@ -272,6 +372,9 @@ def main() -> None:
                 print(f"scale {int(target):,} done", file=sys.stderr, flush=True)
                 big.unlink()
 
+    rows = list(REALISTIC) if "all" in args.realistic else args.realistic
+    if rows:
+        lines += realistic_settings(rows, args.realistic_repeats, args.corpora, env)
     publish("benchmark", lines)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from w2vpipe.export import write_projector_files
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import Examples, make_examples, noise_probabilities
-from w2vpipe.training import TrainResult, train_word2vec
+from w2vpipe.training import TrainResult, one_epoch, prefetched, train_word2vec
 from w2vpipe.vocabulary import (
     Sentences,
     adapt_vectorizer,
@@ -72,6 +74,25 @@ def test_full_sentence_mode_keeps_whole_lines(small_shakespeare: Path) -> None:
     sentences = vectorize_block(layer, lines)
     assert sentences.lengths.tolist() == [8, 1]
     assert 0 not in sentences.tokens and len(sentences.tokens) == 9  # no padding
+
+
+def test_the_next_epochs_first_shard_is_drawn_while_this_epoch_trains_its_last() -> None:
+    next_epoch_started = threading.Event()
+
+    def shards() -> Iterator[list[int]]:  # two epochs of two shards of 3 blocks
+        for epoch in range(2):
+            for shard in range(2):
+                if (epoch, shard) == (1, 0):
+                    next_epoch_started.set()
+                yield [epoch] * 3
+
+    ahead = prefetched(shards())
+    epoch = one_epoch(ahead, blocks=6)
+    assert next(epoch) == [0] * 3
+    assert next(epoch) == [0] * 3  # the epoch's last shard: training on it, nothing more asked for yet
+    assert next_epoch_started.wait(timeout=10)
+    assert list(epoch) == []
+    assert list(one_epoch(ahead, blocks=6)) == [[1] * 3] * 2
 
 
 def test_held_out_lines_are_spread_evenly_whatever_the_block_size() -> None:

@@ -183,10 +183,14 @@ def prefetched(items: Iterator[Item]) -> Iterator[Item]:
             yield item  # type: ignore[misc]
 
 
-def until_epoch_end(items: Iterator[Item | None]) -> Iterator[Item]:
-    """The items of one epoch from a stream of epochs, each closed by None."""
-    while (item := next(items)) is not None:
-        yield item
+def one_epoch(shards: Iterator[list[Item]], blocks: int) -> Iterator[list[Item]]:
+    """One epoch's shards (each a list of blocks) from a stream of epochs: `blocks` blocks in all. The
+    stream carries no end-of-epoch marker, so the thread drawing it starts on the next epoch's first shard
+    as soon as this epoch's last one is taken."""
+    while blocks > 0:
+        shard = next(shards)
+        blocks -= len(shard)
+        yield shard
 
 
 def make_dataset(shards: Sequence[ExampleSource], batch_size: int, steps_per_epoch: int, seed: int,
@@ -546,7 +550,7 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
     history: dict[str, list[float]] = {}
     blocks = run.steps_per_epoch // run.steps_per_call
 
-    def every_epoch() -> Iterator[list[tuple[Any, Any]] | None]:
+    def every_epoch() -> Iterator[list[tuple[Any, Any]]]:
         # Each shard's blocks on the device(s), epoch after epoch, so that even a one-shard corpus draws its next
         # epoch while this one trains.
         for epoch in range(run.first_epoch, params.epochs):
@@ -554,7 +558,6 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
                                                 epoch):
                 yield [(place.batches(block_inputs), place.batches(block_outputs))
                        for block_inputs, block_outputs in zip(inputs, outputs, strict=True)]
-            yield None
 
     # The callbacks (metrics to disk and MLflow, TensorBoard) run in a thread, in order, while the device
     # trains on the next epoch; the tables' checkpoint is written before the next epoch changes them.
@@ -568,7 +571,7 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
             sums = []
             progress = Progress(f"Epoch {epoch + 1}/{params.epochs}", run.steps_per_epoch, params.batch_size,
                                 enabled=bool(run.verbose))
-            for shard_blocks in until_epoch_end(shards_ahead):
+            for shard_blocks in one_epoch(shards_ahead, blocks):
                 for inputs, outputs in shard_blocks:
                     on_device, loss, correct = train_call(on_device, noise_on_device, inputs, outputs, step)
                     sums.append((loss, correct))
