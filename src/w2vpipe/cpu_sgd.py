@@ -240,8 +240,8 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
     output_entries = np.empty(batch * contexts, np.int64)
     input_entries = np.empty(batch * width, np.int64)
     every_output = np.ones(batch * contexts, np.bool_)
-    # Every array a step needs is made here, once per call: an array made inside the step loop (a mask, a
-    # copy) cost each step an allocation and a free, ~15% of the kernel's time on 2 cores.
+    # Every array a step needs is made here, once per call: arrays made inside the step loop (a mask, two
+    # copies) cost each step allocations and frees; without them the kernel ran 1.07-1.23x as fast.
     present_inputs, filled = np.empty(batch * width, np.bool_), np.empty(PARTS, np.int64)
     loss_total, correct_total = 0.0, 0.0
     for s in range(steps):
