@@ -179,3 +179,17 @@ def test_tutorial_recipe_makes_ten_token_lines_log_uniform_negatives_and_adam(tm
     model = keras.saving.load_model(tmp_path / "models" / "word2vec.keras")
     assert type(model.optimizer).__name__ == "Adam"
     assert type(model.loss).__name__ == "CategoricalCrossentropy"
+
+
+def test_a_training_shard_that_is_not_there_raises_and_a_missing_held_out_shard_is_empty(tmp_path: Path) -> None:
+    """A training shard gone from `data/vectorized/` is an error, never zero examples (which would read as a
+    corpus too small to train on); a shard whose lines were too few to hold one out has no held-out shard."""
+    from pipeline.stages.examples import shard_examples
+    from w2vpipe.params import Params
+
+    params = Params().examples
+    counts = np.ones(10, np.int64)
+    with pytest.raises(FileNotFoundError):
+        shard_examples(0, params, "skipgram", counts, epoch=3, vectorized_dir=tmp_path)
+    lines, examples = shard_examples(0, params, "skipgram", counts, validation=True, vectorized_dir=tmp_path)
+    assert lines == 0 and len(examples) == 0

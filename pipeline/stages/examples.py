@@ -29,9 +29,12 @@ def shard_examples(index: int, params: ExamplesParams, architecture: str, counts
                    validation: bool = False, vectorized_dir: Path = layout.VECTORIZED_DIR) -> tuple[int, Examples]:
     """(sentences, examples) of vectorized shard `index` (or of its held-out lines) for `epoch`,
     seeded by (seed, index, epoch): the same whichever worker or process draws them. A shard too
-    small to hold out a line gives none."""
+    small to hold out a line gives none; a training shard that is not there raises FileNotFoundError."""
     source = layout.shard_dir(vectorized_dir, index, validation)
-    sentences = load_sentences(source) if source.is_dir() else Sentences(np.zeros(0, np.int32), np.zeros(0, np.int32))
+    if validation and not source.is_dir():
+        sentences = Sentences(np.zeros(0, np.int32), np.zeros(0, np.int32))
+    else:
+        sentences = load_sentences(source)
     # Independent random streams: (seed, index) is the stage's draw, which epoch 0 trains on;
     # (seed, index, 1) the held-out lines'; (seed, index, 2, epoch) each later epoch's redraw.
     stream = [params.seed, index, *([1] if validation else [2, epoch] if epoch else [])]

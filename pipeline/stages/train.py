@@ -178,11 +178,13 @@ def training_shards(params: Params, counts: np.ndarray) -> list[ExampleSource]:
 
 
 def epoch_examples(index: int, params: Params, counts: np.ndarray, epoch: int) -> Examples:
-    source = layout.shard_dir(layout.VECTORIZED_DIR, index)
-    if not source.is_dir():
+    # The read itself tells a vanished shard: a check before it could pass just before the shard goes.
+    try:
+        return shard_examples(index, params.examples, params.train.architecture, counts, epoch=epoch)[1]
+    except FileNotFoundError:
+        source = layout.shard_dir(layout.VECTORIZED_DIR, index)
         raise PipelineError(f"{source} disappeared during training (epoch {epoch + 1} draws its examples from it): "
-                            f"restore it (dvc checkout {layout.VECTORIZED_DIR}) and rerun: training resumes")
-    return shard_examples(index, params.examples, params.train.architecture, counts, epoch=epoch)[1]
+                            f"restore it (dvc checkout {layout.VECTORIZED_DIR}) and rerun: training resumes") from None
 
 
 def write_history(history: dict[str, list[float]]) -> None:
