@@ -133,3 +133,24 @@ def test_a_copy_of_the_checkout_loads_the_compiled_kernel(tmp_path: Path) -> Non
     loaded = [line for line in outputs[1].splitlines() if "data loaded from" in line and "train_steps" in line]
     assert loaded, outputs[1][-2000:]
     assert not [line for line in outputs[1].splitlines() if "data saved to" in line and "train_steps" in line]
+
+
+def test_cores_wait_for_a_step_asleep_not_spinning() -> None:
+    """The train stage's own imports, then a step: numba's OpenMP threads run with the passive wait policy
+    (a spinning core would take the CPU from the thread drawing the next shard's examples)."""
+    script = ("import ctypes, numpy as np, numba; import pipeline.stages.train; from w2vpipe import cpu_sgd; "
+              "t = np.zeros((50, 8), np.float32); "
+              "cpu_sgd.train_steps(t, t.copy(), np.ones(9, np.int32), np.ones((1, 4), np.int32), "
+              "np.ones((1, 4, 1), np.int32), 0, 0.025, 10, 1, 2); "
+              "print(numba.threading_layer(), flush=True); "
+              "gomp = [line.split()[-1] for line in open('/proc/self/maps') if '/libgomp' in line "
+              "and 'scikit_learn' not in line]; "
+              "gomp and ctypes.CDLL(gomp[0]).omp_display_env(1)")
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    if result.stdout.split()[-1] != "omp":
+        pytest.skip(f"numba runs its {result.stdout.split()[-1]} threading layer here, not OpenMP's")
+    # libgomp shows an unset policy as PASSIVE too; the spin count tells them apart (300,000 rounds unset).
+    assert "GOMP_SPINCOUNT = '0'" in result.stderr, result.stderr[-2000:]
