@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+from w2vpipe.files import compile_cache_dir
+
 # TensorFlow's start-up lines, harmless and printed by C++ before TF_CPP_MIN_LOG_LEVEL is read (absl logs
 # them before absl::InitializeLog(); two of TF's libraries carry their own absl, so each comes twice).
 # Anything not listed, real errors and tracebacks among them, is kept.
@@ -92,14 +94,6 @@ def select_backend(name: str) -> None:
 
         raise PipelineError(f"train.backend is {name} but this process loaded Keras with "
                             f"{keras.backend.backend()}: train in a new process (python -m pipeline train)")
-
-
-def compile_cache_dir() -> Path:
-    """Where compiled programs are kept for every project of this user: W2V_COMPILE_CACHE, else
-    $XDG_CACHE_HOME/w2vpipe/compiled (~/.cache/...)."""
-    if os.environ.get("W2V_COMPILE_CACHE"):
-        return Path(os.environ["W2V_COMPILE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "w2vpipe" / "compiled"
 
 
 def cache_compiled_programs(directory: Path | None = None) -> None:

@@ -15,48 +15,18 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import w2vpipe.numba_cache  # noqa: F401  (numba's settings, before numba loads)
 
-def _pin_code_target() -> None:
-    """Compile for one CPU model on every x86-64 machine with AVX2 and FMA (Haswell's instructions, which
-    AVX-512 machines also run), so that the reordered sums come out the same there; and keep the compiled
-    code in the user's cache of compiled programs, keyed by the source's content (`w2vpipe.numba_cache`),
-    so that copies of the checkout share it. Numba reads these settings when it is first imported."""
-    from w2vpipe.backend import compile_cache_dir
-
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(compile_cache_dir() / "numba"))
-    os.environ.setdefault("NUMBA_CACHE_LOCATOR_CLASSES", "w2vpipe.numba_cache.SourceContentLocator,"
-                          "UserProvidedCacheLocator,InTreeCacheLocator,UserWideCacheLocator")
-    if "NUMBA_CPU_NAME" not in os.environ:
-        try:
-            flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-        except (OSError, StopIteration):
-            return
-        if "avx2" in flags and "fma" in flags:
-            os.environ["NUMBA_CPU_NAME"] = "haswell"
-
-
-def _sleep_at_barriers() -> None:
-    """Cores that finish their share of a step first wait for the others asleep, not spinning (libgomp, numba's
-    OpenMP threads, spins ~300,000 rounds by default). A spinning core takes the CPU from the thread drawing
-    the next shard's examples, and from the step's other cores when the machine runs more threads than it has
-    cores; at 166k words x 300 on 2 cores the train stage's fit took 50-58 s this way against 63-96 s
-    spinning. libgomp reads the setting when numba first starts its threads; a user's own setting stands."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-_pin_code_target()
-_sleep_at_barriers()
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from llvmlite import ir  # noqa: E402
-from numba import njit, prange, types  # noqa: E402
-from numba.core import cgutils  # noqa: E402
-from numba.extending import intrinsic  # noqa: E402
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Sums may be reordered (a dot product becomes SIMD lanes) and products fused into FMAs; NaN and infinity
 # keep their meaning (a diverging training must show). The order then depends on the code the CPU target
-# gets: `_pin_code_target` pins it.
+# gets: `w2vpipe.numba_cache.pin_code_target` pins it.
 FAST_MATH = {"reassoc", "contract", "nsz"}
 # Groups of table rows (row id modulo PARTS) that cores take one at a time when they add a step's updates:
 # a fixed count, so that no sum depends on the cores, and many more groups than cores, so that a stalled

@@ -18,6 +18,14 @@ from w2vpipe.errors import PipelineError, disk_full_as_one_line
 SHARD_GLOB = "shard-[0-9]*"
 
 
+def compile_cache_dir() -> Path:
+    """Where compiled programs are kept for every project of this user: W2V_COMPILE_CACHE, else
+    $XDG_CACHE_HOME/w2vpipe/compiled (~/.cache/...)."""
+    if os.environ.get("W2V_COMPILE_CACHE"):
+        return Path(os.environ["W2V_COMPILE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "w2vpipe" / "compiled"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

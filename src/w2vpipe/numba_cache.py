@@ -1,9 +1,11 @@
-"""Where numba keeps compiled code: keyed by the source file's content, not by its path and time.
+"""Numba's settings for this library, made before numba loads: import this module before `import numba`.
 
-Numba's own locators key the cache by the source file's path and modification time, so every copy of
-the checkout (each `dvc exp run --temp`, a Prefect run, a test's scratch project) would compile the
-training kernel again (~10 s). `w2vpipe.cpu_sgd` names this locator first in NUMBA_CACHE_LOCATOR_CLASSES
-(numba's setting for it), before numba's own.
+- Where compiled code lives: the user's cache of compiled programs, keyed by the source file's content
+  (`SourceContentLocator`). Numba's own locators key it by the file's path and modification time, so every
+  copy of the checkout (each `dvc exp run --temp`, a Prefect run, a test's scratch project) would compile
+  the kernels again (~10 s).
+- Which CPU the code is compiled for (`pin_code_target`), so that reordered sums come out the same.
+- How idle threads wait (`sleep_at_barriers`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,40 @@ import os
 from pathlib import Path
 from typing import Any
 
-from numba.core import config
-from numba.core.caching import UserProvidedCacheLocator
+
+def pin_code_target() -> None:
+    """Compile for one CPU model on every x86-64 machine with AVX2 and FMA (Haswell's instructions, which
+    AVX-512 machines also run), so that the reordered sums come out the same there; and keep the compiled
+    code in the user's cache of compiled programs, keyed by the source's content, so that copies of the
+    checkout share it. Numba reads these settings when it is first imported."""
+    from w2vpipe.files import compile_cache_dir
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(compile_cache_dir() / "numba"))
+    os.environ.setdefault("NUMBA_CACHE_LOCATOR_CLASSES", "w2vpipe.numba_cache.SourceContentLocator,"
+                          "UserProvidedCacheLocator,InTreeCacheLocator,UserWideCacheLocator")
+    if "NUMBA_CPU_NAME" not in os.environ:
+        try:
+            flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+        except (OSError, StopIteration):
+            return
+        if "avx2" in flags and "fma" in flags:
+            os.environ["NUMBA_CPU_NAME"] = "haswell"
+
+
+def sleep_at_barriers() -> None:
+    """Cores that finish their share of a step first wait for the others asleep, not spinning (libgomp, numba's
+    OpenMP threads, spins ~300,000 rounds by default). A spinning core takes the CPU from the thread drawing
+    the next shard's examples, and from the step's other cores when the machine runs more threads than it has
+    cores; at 166k words x 300 on 2 cores the train stage's fit took 50-58 s this way against 63-96 s
+    spinning. libgomp reads the setting when numba first starts its threads; a user's own setting stands."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+pin_code_target()
+sleep_at_barriers()
+
+from numba.core import config  # noqa: E402
+from numba.core.caching import UserProvidedCacheLocator  # noqa: E402
 
 
 class SourceContentLocator(UserProvidedCacheLocator):

@@ -3,11 +3,13 @@
 The tutorial's semantics, vectorized with numpy: Keras 2's `skipgrams` and
 `make_sampling_table`, and TensorFlow's log-uniform candidate sampler with `unique=True`.
 Unlike the tutorial's sampler, a negative never equals the row's true word.
-Loops run over window offsets and negative columns (a handful), never over pairs.
+Loops run over window offsets and negative columns (a handful), never over pairs, except in the
+skip-gram pairs' one compiled loop (`_pairs_by_offset`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,13 +135,54 @@ def skipgram_pairs(
     sentences are handled alike. As in Keras 2's `skipgrams`, padding (id 0) is never a target or
     a context, and with a sampling table a target position is kept with probability
     `sampling_table[token]`, all its pairs with it. With `dynamic_window`, each target's window
-    shrinks at random (see `windows_of_kept_words`). Pairs come grouped by offset, not shuffled.
+    shrinks at random (see `windows_of_kept_words`). Pairs come grouped by offset (-window_size..-1,
+    1..window_size), each group in the targets' order, not shuffled.
     """
-    positions, windows = windows_of_kept_words(tokens, lengths, window_size, sampling_table, rng, dynamic_window)
-    by_offset = windows.T  # offset-major, so the pairs come grouped by offset
-    paired = by_offset != PAD_ID
-    targets = np.broadcast_to(tokens[positions], by_offset.shape)[paired]
-    return targets.astype(np.int32), by_offset[paired]
+    positions = kept_positions(tokens, sampling_table, rng)
+    reach = window_reach(len(positions), window_size, dynamic_window, rng)
+    reach = np.full(len(positions), reach, np.int32) if np.isscalar(reach) else reach
+    return _compiled(_pairs_by_offset)(np.ascontiguousarray(tokens, np.int32), np.asarray(lengths, np.int64),
+                                       positions, reach, window_size)
+
+
+@functools.cache
+def _compiled(function: Callable) -> Callable:
+    """`function` compiled by numba (its code cached on disk), on first use: the stages that never draw pairs
+    do not load numba. The compiled loop releases the GIL, so a thread drawing the next shard's pairs runs
+    beside the training; it makes no arrays of window size x words (numpy's windows took ~5x the time and
+    ~10 int32s a word of memory)."""
+    import w2vpipe.numba_cache  # noqa: F401  (numba's settings, before numba loads)
+    from numba import njit
+
+    return njit(nogil=True, cache=True)(function)
+
+
+def _pairs_by_offset(tokens: np.ndarray, lengths: np.ndarray, positions: np.ndarray, reach: np.ndarray,
+                     window_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`skipgram_pairs`' pairs of the targets at `positions` (ascending), each reaching `reach` words: a count,
+    then a fill, offset by offset."""
+    ends = np.cumsum(lengths)  # each sentence's end; a target's sentence is found by walking forward
+    first, last = np.empty(len(positions), np.int64), np.empty(len(positions), np.int64)
+    sentence = 0
+    for k in range(len(positions)):
+        while ends[sentence] <= positions[k]:
+            sentence += 1
+        first[k], last[k] = ends[sentence] - lengths[sentence], ends[sentence]
+    pairs = 0
+    for offset in range(-window_size, window_size + 1):
+        for k in range(len(positions)):
+            at = positions[k] + offset
+            if offset != 0 and abs(offset) <= reach[k] and first[k] <= at < last[k] and tokens[at] != PAD_ID:
+                pairs += 1
+    targets, contexts = np.empty(pairs, np.int32), np.empty(pairs, np.int32)
+    pair = 0
+    for offset in range(-window_size, window_size + 1):
+        for k in range(len(positions)):
+            at = positions[k] + offset
+            if offset != 0 and abs(offset) <= reach[k] and first[k] <= at < last[k] and tokens[at] != PAD_ID:
+                targets[pair], contexts[pair] = tokens[positions[k]], tokens[at]
+                pair += 1
+    return targets, contexts
 
 
 def cbow_windows(
