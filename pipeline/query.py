@@ -67,9 +67,9 @@ def load(source: str) -> KeyedVectors:
     tracking.check_store()
     mlflow.set_tracking_uri(tracking.tracking_uri())
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stdout is the answer
-    # A run keeps the file among its exports; a model version, among the model's artifacts.
-    uri = (f"{source.rstrip('/')}/embeddings/{embeddings.KEYED_VECTORS_FILE}" if source.startswith("runs:/")
-           else f"{source.rstrip('/')}/artifacts/{embeddings.KEYED_VECTORS_FILE}")
+    # The file is the served model's artifact: a run's model is `runs:/RUN/pyfunc`, a version is the model itself.
+    model = f"{source.rstrip('/')}/{tracking.PYFUNC_ARTIFACT}" if source.startswith("runs:/") else source.rstrip("/")
+    uri = f"{model}/artifacts/{embeddings.KEYED_VECTORS_FILE}"
     with tempfile.TemporaryDirectory() as scratch:
         try:
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch)

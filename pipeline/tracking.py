@@ -244,8 +244,11 @@ def _perform(client: MlflowClient, run_id: str, request: list[Any]) -> None:
     elif kind == "end":
         client.set_terminated(run_id, args[0])
     elif kind == "log_export":
-        client.log_artifacts(run_id, args[0], "embeddings")
-        log_embeddings_model(run_id, Path(args[0]) / KEYED_VECTORS_FILE)
+        exports = Path(args[0])
+        for path in sorted(exports.iterdir()):
+            if path.name != KEYED_VECTORS_FILE:  # the served model holds it (pyfunc/artifacts/): one copy, not two
+                client.log_artifact(run_id, str(path), "embeddings")
+        log_embeddings_model(run_id, exports / KEYED_VECTORS_FILE)
     elif kind == "log_evaluation":
         _log_evaluation_files(client, run_id, Path(args[0]), Path(args[1]))
 

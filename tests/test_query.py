@@ -109,14 +109,17 @@ def test_an_unknown_word_gets_one_line_with_the_closest_spellings(exports: Path)
     assert missing.returncode == 2 and "run the export stage first" in missing.stderr
 
 
-def test_query_reads_any_mlflow_runs_exports(exports: Path, tmp_path: Path) -> None:
+def test_query_reads_a_runs_served_model(exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
+
+    from pipeline import tracking
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store)
     experiment = client.create_experiment("word2vec", artifact_location=(tmp_path / "artifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
-    client.log_artifacts(run_id, str(exports), "embeddings")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    tracking.log_embeddings_model(run_id, exports / "word2vec.kv")  # as the export stage logs it: word2vec.kv once
     run_source = f"runs:/{run_id}"
     from_run = json.loads(query("--json", "neighbours", "queen", source=run_source, MLFLOW_TRACKING_URI=store).stdout)
     from_files = json.loads(query("--json", "neighbours", "queen", source=exports).stdout)
