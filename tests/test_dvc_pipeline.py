@@ -65,7 +65,7 @@ def test_repro_from_scratch_exports_the_projector_files(project: Path) -> None:
     assert scores["wordsim353"]["coverage"] > 0 and scores["analogies"]["questions"] > 0
 
 
-def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path, tmp_path: Path) -> None:
+def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> None:
     run_info = first_run(project)
     client = mlflow_client(project)
     run_id = run_info.info.run_id
@@ -92,11 +92,11 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path, tmp_p
     assert embeddings == {f"embeddings/{name}" for name in ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt",
                                                             "word2vec.txt", "word2vec.bin", "map.png", "map.html")}
     # word2vec.kv is kept once, as the served model's artifact
-    from mlflow.artifacts import download_artifacts
-
-    served = download_artifacts(f"runs:/{run_id}/pyfunc/artifacts/word2vec.kv", dst_path=str(tmp_path),
-                                tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    assert Path(served).read_bytes() == (project / "exports" / "word2vec.kv").read_bytes()
+    (served,) = client.search_logged_models(experiment_ids=[run_info.info.experiment_id],
+                                            filter_string=f"source_run_id = '{run_id}'")
+    assert served.name == "pyfunc"
+    assert [item.path for item in client.list_logged_model_artifacts(served.model_id, "artifacts")] == [
+        "artifacts/word2vec.kv"]
     (version,) = client.search_model_versions(f"run_id = '{run_id}'")  # the embeddings as a registered model
     assert version.name == "word2vec"
     champion = client.get_model_version_by_alias("word2vec", "champion")  # the only one so far, so the best
