@@ -41,7 +41,6 @@ def write_exports(vocabulary: list[str], params: Params) -> tuple[list[str], int
         text_words = params.export.text_words
         write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME, words=text_words)
         vectors = keyed_vectors(vocabulary, weights)
-        del weights  # the vectors hold their own copy: one table in memory, not two
         written = write_standard_files(out_dir, vectors, text_words) + write_map(out_dir, vectors, params)
     return written, vectors.vector_size
 

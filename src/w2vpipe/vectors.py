@@ -32,13 +32,18 @@ class Neighbour:
 
 
 def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.float32) -> KeyedVectors:
-    """One vector per word, padding and [UNK] left out."""
+    """One vector per word, padding and [UNK] left out; the table may share `weights`' memory."""
     if len(vocabulary) != len(weights):
         raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
     rows = np.array([index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)],
                     dtype=np.int64)
     vectors = keys_with_empty_table([vocabulary[index] for index in rows], weights.shape[1], dtype)
-    np.take(np.asarray(weights, dtype=dtype), rows, axis=0, out=vectors.vectors, mode="clip")  # "raise" buffers
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        # One run of rows (a vocabulary's padding and [UNK] come first): the table is a view of `weights` where the
+        # dtype matches, not a second table in memory (1.7 GB at 1.4M words x 300).
+        vectors.vectors = np.asarray(weights[rows[0]:rows[-1] + 1], dtype=dtype)
+    else:
+        np.take(np.asarray(weights, dtype=dtype), rows, axis=0, out=vectors.vectors, mode="clip")  # "raise" buffers
     return vectors
 
 
@@ -68,10 +73,12 @@ def write_standard_files(out_dir: Path, vectors: KeyedVectors, text_words: int |
             written.save_word2vec_format(str(tmp), binary=binary)
     # gensim stamps each save into the object (date, host platform, Python): off, so the same vectors
     # make the same file. Saved through a file handle, the arrays stay inside the one file (by name,
-    # gensim may put large ones in files beside it, named after the temporary file).
+    # gensim may put large ones in files beside it, named after the temporary file). Pickle protocol 5
+    # writes the table from its own memory; gensim's default 4 copies it first (1.1M words x 300: 1.6
+    # against 2.9 GB and 3.6 against 10.5 s).
     vectors.lifecycle_events = None
     with atomic_file(out_dir / KEYED_VECTORS_FILE) as tmp, tmp.open("wb") as handle:
-        vectors.save(handle)
+        vectors.save(handle, pickle_protocol=5)
     return [WORD2VEC_TEXT_FILE, WORD2VEC_BINARY_FILE, KEYED_VECTORS_FILE]
 
 
