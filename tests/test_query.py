@@ -175,3 +175,20 @@ def test_query_errors_under_json_are_one_json_object_on_stdout(exports: Path) ->
     assert missing.returncode == 2 and missing.stderr == ""
     assert json.loads(missing.stdout) == {"error": f"{exports.parent / 'nowhere'} not found: run the export stage "
                                                    "first (dvc repro export)"}
+
+
+def test_the_vectors_share_the_embeddings_memory_and_are_saved_from_it(tmp_path: Path) -> None:
+    """The export stage holds the table once: the KeyedVectors view the embedding (padding and [UNK] come
+    first), and the .kv file is pickled with protocol 5, which writes the table without copying it."""
+    from gensim.models import KeyedVectors
+
+    weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
+    vectors = keyed_vectors(WORDS, weights)
+    assert np.shares_memory(vectors.vectors, weights)
+    write_standard_files(tmp_path, vectors)
+    assert (tmp_path / KEYED_VECTORS_FILE).read_bytes()[:2] == b"\x80\x05"  # pickle protocol 5
+    np.testing.assert_array_equal(KeyedVectors.load(str(tmp_path / KEYED_VECTORS_FILE)).vectors, weights[2:])
+    # [UNK] inside the vocabulary: the kept rows are not one run, so they are gathered into a table of their own
+    scattered = keyed_vectors(["king", "[UNK]", "queen"], weights[:3])
+    assert scattered.index_to_key == ["king", "queen"] and not np.shares_memory(scattered.vectors, weights)
+    np.testing.assert_array_equal(scattered.vectors, weights[[0, 2]])
