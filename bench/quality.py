@@ -49,6 +49,7 @@ from w2vpipe.evaluation import evaluate_keyed_vectors  # noqa: E402
 PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 SHAKESPEARE = Path(os.environ.get("W2V_CORPUS_MIRROR", ROOT.parent / "shared" / "corpora")) / "shakespeare.txt"
 WIKI_KJV = ROOT / "bench" / "corpora" / "wiki-kjv.txt"
+GENSIM_ALPHA = 0.025  # gensim's own default starting rate
 SCORES = (("wordsim353", "spearman"), ("simlex999", "spearman"), ("analogies", "accuracy"))
 
 
@@ -180,7 +181,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change the defaults for every pipeline row and gensim alike (realistic settings: "
                              "vectorize.vocab_size=null vectorize.min_count=5 train.embedding_dim=100 ...)")
-    parser.add_argument("--gensim-alpha", type=float, default=0.025,
+    parser.add_argument("--gensim-alpha", type=float, default=GENSIM_ALPHA,
                         help="gensim's starting learning rate (its default 0.025; train.learning_rate is the pipeline's)")
     args = parser.parse_args()
     seeds = list(range(42, 42 + args.seeds))
@@ -232,7 +233,7 @@ def main() -> None:
         sentences = training_sentences(defaults, corpus, env) if "gensim" in args.systems else []
         for architecture in ("skipgram", "cbow") if "gensim" in args.systems else ():
             print(f"{corpus_name}: gensim {architecture}", file=sys.stderr, flush=True)
-            rate = "" if args.gensim_alpha == 0.025 else f", alpha {args.gensim_alpha}"
+            rate = "" if args.gensim_alpha == GENSIM_ALPHA else f", alpha {args.gensim_alpha}"
             systems[f"gensim {architecture}, same settings{rate}"] = run_gensim(defaults, sentences, architecture,
                                                                                 seeds, args.gensim_alpha)
         lines += ["", f"## {corpus_name} ({corpus.name}, {words:,} words)", "",

@@ -159,8 +159,8 @@ def _compiled(function: Callable) -> Callable:
 
 def _pairs_by_offset(tokens: np.ndarray, lengths: np.ndarray, positions: np.ndarray, reach: np.ndarray,
                      window_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """`skipgram_pairs`' pairs of the targets at `positions` (ascending), each reaching `reach` words: a count,
-    then a fill, offset by offset."""
+    """`skipgram_pairs`' pairs of the targets at `positions` (ascending), each reaching `reach` words, offset by
+    offset."""
     ends = np.cumsum(lengths)  # each sentence's end; a target's sentence is found by walking forward
     first, last = np.empty(len(positions), np.int64), np.empty(len(positions), np.int64)
     sentence = 0
@@ -168,20 +168,18 @@ def _pairs_by_offset(tokens: np.ndarray, lengths: np.ndarray, positions: np.ndar
         while ends[sentence] <= positions[k]:
             sentence += 1
         first[k], last[k] = ends[sentence] - lengths[sentence], ends[sentence]
-    pairs = 0
-    for offset in range(-window_size, window_size + 1):
-        for k in range(len(positions)):
-            at = positions[k] + offset
-            if offset != 0 and abs(offset) <= reach[k] and first[k] <= at < last[k] and tokens[at] != PAD_ID:
-                pairs += 1
-    targets, contexts = np.empty(pairs, np.int32), np.empty(pairs, np.int32)
-    pair = 0
-    for offset in range(-window_size, window_size + 1):
-        for k in range(len(positions)):
-            at = positions[k] + offset
-            if offset != 0 and abs(offset) <= reach[k] and first[k] <= at < last[k] and tokens[at] != PAD_ID:
-                targets[pair], contexts[pair] = tokens[positions[k]], tokens[at]
-                pair += 1
+    targets = contexts = np.empty(0, np.int32)
+    for fill in (False, True):  # count the pairs, then write them
+        pair = 0
+        for offset in range(-window_size, window_size + 1):
+            for k in range(len(positions)):
+                at = positions[k] + offset
+                if offset != 0 and abs(offset) <= reach[k] and first[k] <= at < last[k] and tokens[at] != PAD_ID:
+                    if fill:
+                        targets[pair], contexts[pair] = tokens[positions[k]], tokens[at]
+                    pair += 1
+        if not fill:
+            targets, contexts = np.empty(pair, np.int32), np.empty(pair, np.int32)
     return targets, contexts
 
 

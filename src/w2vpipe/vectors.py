@@ -67,7 +67,7 @@ def write_standard_files(out_dir: Path, vectors: KeyedVectors, text_words: int |
     if text_words is not None and text_words < len(vectors):
         text_vectors = keys_with_empty_table(vectors.index_to_key[:text_words], vectors.vector_size,
                                              vectors.vectors.dtype)
-        text_vectors.vectors[:] = vectors.vectors[:text_words]
+        text_vectors.vectors = vectors.vectors[:text_words]  # a view: the most frequent words come first
     for name, written, binary in ((WORD2VEC_TEXT_FILE, text_vectors, False), (WORD2VEC_BINARY_FILE, vectors, True)):
         with atomic_file(out_dir / name) as tmp:
             written.save_word2vec_format(str(tmp), binary=binary)
