@@ -54,6 +54,12 @@ def run(params: Params) -> str:
     if params.train.shared_negatives and not per_batch:
         raise PipelineError("train.shared_negatives draws negatives per batch: set examples.negatives: per_batch, "
                             "or train.shared_negatives: 0")
+    if params.train.updates == "hogwild":
+        for setting, unlike in (("optimizer", "sgd"), ("backend", "jax"), ("shared_negatives", 0)):
+            if getattr(params.train, setting) != unlike:
+                raise PipelineError(f"train.updates hogwild is the CPU loop of sgd on jax with per-example negatives, "
+                                    f"not train.{setting} {getattr(params.train, setting)}: set train.updates: batch, "
+                                    f"or train.{setting}: {unlike}")
     layout.check_example_shards(len(counts), stats)
     if params.examples.redraw_each_epoch:  # every epoch after the first draws its examples from these
         layout.check_vectorized_shards(len(counts), held_out=False)
@@ -67,6 +73,9 @@ def run(params: Params) -> str:
     tracking.check_store()
     cache_compiled_programs()
     placement = distributed.placement(group, backend, params.train.cores, bool(params.train.shared_negatives))
+    if params.train.updates == "hogwild" and not isinstance(placement, distributed.HostCores):
+        raise PipelineError("train.updates hogwild trains on this machine's CPU cores, but this run trains on JAX's "
+                            "devices (an accelerator, or a process group): set train.updates: batch")
 
     shards = training_shards(params, counts)
     validation = validation_shards()

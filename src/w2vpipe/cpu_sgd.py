@@ -1,11 +1,19 @@
 """`w2vpipe.sgd`'s training step compiled for the CPU's cores by numba: the same steps, draws and schedule.
 
-Each step is word2vec.c's update from the batch's old values (one summed-loss gradient step), in two
-parallel phases over the machine's cores: the batch's rows score their contexts and keep their updates,
-then the table rows take the updates aimed at them, a group of rows (row id modulo PARTS) at a time on
-one core, each row's in batch order. No two cores write a row at once, and no sum depends on which core
-or how many cores ran, so the tables come out byte for byte the same on 1 core or 64. Only the rows the
-batch touches are read and written, so a step's cost follows the batch, not the vocabulary.
+`train.updates: batch` (`train_steps`): each step is word2vec.c's update from the batch's old values (one
+summed-loss gradient step), in two parallel phases over the machine's cores: the batch's rows score their
+contexts and keep their updates, then the table rows take the updates aimed at them, a group of rows (row
+id modulo PARTS) at a time on one core, each row's in batch order. No two cores write a row at once, and no
+sum depends on which core or how many cores ran, so the tables come out byte for byte the same on 1 core or
+64. Only the rows the batch touches are read and written, so a step's cost follows the batch, not the
+vocabulary.
+
+`train.updates: hogwild` (`train_steps_hogwild`): word2vec.c's and gensim's own loop. Each core takes rows
+in turn and moves their vectors at once (each context's output vector as it is scored, the input vector
+after its contexts), the tables shared without locks (Hogwild; Recht et al. 2011). Each output row is
+visited once per pair instead of twice and no core waits for another between steps, so it runs faster, but
+on more than one core the order of the updates, and so the tables, depend on the cores' timing. The same
+draws, schedule, loss and accuracy as the batch step.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ ROWS_PER_CHUNK = 16  # batch rows a core takes at a time when it scores them
 # How many entries ahead a core asks for the table row it will visit: a table of a million words lives in
 # memory, not cache, and a row read waits ~100 ns without it (a random-row sum ran 1.7x faster with it).
 PREFETCH_AHEAD = 4
+ROWS_PER_TASK = 128  # rows a core takes at a time under hogwild updates: a few tens of microseconds of work
 
 
 @intrinsic
@@ -108,14 +117,15 @@ def learning_rate_at(step: int, learning_rate: np.float32, total_steps: np.float
 
 
 @njit(nogil=True, cache=True, fastmath=FAST_MATH)
-def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarray, noise_table: np.ndarray,
-              inputs: np.ndarray, outputs: np.ndarray, num_ns: int, stream: np.uint32, rate: np.float32,
-              context_ids: np.ndarray, errors: np.ndarray, vectors: np.ndarray, updates: np.ndarray,
-              row_sums: np.ndarray) -> None:
-    """Phase 1 for one row of step `s`'s batch: its input vector, contexts (negatives drawn), their errors,
-    the input's update, loss and accuracy, all from the tables as the step found them."""
+def score_row(row: int, at: int, s: int, input_table: np.ndarray, output_table: np.ndarray,
+              noise_table: np.ndarray, inputs: np.ndarray, outputs: np.ndarray, num_ns: int, stream: np.uint32,
+              rate: np.float32, context_ids: np.ndarray, errors: np.ndarray, vectors: np.ndarray,
+              updates: np.ndarray, row_sums: np.ndarray, immediate: bool) -> None:
+    """Phase 1 for one row of step `s`'s batch, kept in the scratch's row `at`: its input vector, contexts
+    (negatives drawn), their errors, the input's update, loss and accuracy, from the tables as the step found
+    them; with `immediate`, each context's output vector also takes its update as soon as it is scored."""
     dim = input_table.shape[1]
-    vector, update = vectors[row, :dim], updates[row, :dim]
+    vector, update = vectors[at, :dim], updates[at, :dim]
     cbow = inputs.ndim == 3
     if cbow:  # the mean of the window's words, padding left out
         vector[:] = 0.0
@@ -132,18 +142,18 @@ def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarra
     positive = outputs[s, row, 0]
     for c in range(contexts):
         if num_ns == 0:
-            context_ids[row, c] = outputs[s, row, c]
+            context_ids[at, c] = outputs[s, row, c]
         elif c == 0:
-            context_ids[row, c] = positive
+            context_ids[at, c] = positive
         else:
             drawn = noise_word(noise_table, stream, row * num_ns + c - 1)
-            context_ids[row, c] = drawn % (input_table.shape[0] - 1) + 1 if drawn == positive else drawn
+            context_ids[at, c] = drawn % (input_table.shape[0] - 1) + 1 if drawn == positive else drawn
     update[:] = 0.0
     # The loss, -log of each context's probability of its label, as one log of their product; a logit
     # too large for that product (|logit| > 30) adds its own term.
     loss, right_labels, best, first_logit = 0.0, 1.0, -np.inf, 0.0
     for c in range(contexts):
-        context_vector = output_table[context_ids[row, c]]
+        context_vector = output_table[context_ids[at, c]]
         logit = dot(vector, context_vector)
         # sigmoid(logit) and sigmoid(-logit) from one exp(-|logit|), which cannot overflow
         small = np.float32(math.exp(-abs(logit)))
@@ -151,9 +161,12 @@ def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarra
         sigmoid = larger if logit >= 0 else small * larger
         label = np.float32(1.0) if c == 0 else np.float32(0.0)
         error = (label - sigmoid) * rate
-        errors[row, c] = error
+        errors[at, c] = error
         for k in range(vector.shape[0]):
             update[k] += error * context_vector[k]
+        if immediate:  # word2vec.c's order: the context's vector moves before the next context is scored
+            for k in range(vector.shape[0]):
+                context_vector[k] += error * vector[k]
         if abs(logit) > 30.0:
             loss += max(-logit if c == 0 else logit, 0.0) + math.log1p(small)
         else:
@@ -162,8 +175,8 @@ def score_row(row: int, s: int, input_table: np.ndarray, output_table: np.ndarra
             first_logit = logit
         elif logit > best:
             best = logit
-    row_sums[row, 0] = loss - math.log(right_labels)
-    row_sums[row, 1] = 1.0 if first_logit >= best else 0.0
+    row_sums[at, 0] = loss - math.log(right_labels)
+    row_sums[at, 1] = 1.0 if first_logit >= best else 0.0
 
 
 @njit(nogil=True, cache=True)
@@ -238,8 +251,8 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
                         for c in range(1, contexts):
                             drawn = noise_word(noise_table, stream, ahead * num_ns + c - 1)
                             prefetch_row(output_table, drawn)
-                score_row(row, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream, rate,
-                          context_ids, errors, vectors, updates, row_sums)
+                score_row(row, row, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream,
+                          rate, context_ids, errors, vectors, updates, row_sums, False)
         flat_inputs = inputs[s].ravel()
         bucket_by_row(context_ids.ravel(), False, output_starts, output_entries, filled)
         # padding (CBOW's short windows) takes no update
@@ -266,6 +279,53 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
 
 
 @njit(parallel=True, nogil=True, cache=True, fastmath=FAST_MATH)
+def train_steps_hogwild(input_table: np.ndarray, output_table: np.ndarray, noise_table: np.ndarray,
+                        inputs: np.ndarray, outputs: np.ndarray, first_step: int, learning_rate: float,
+                        total_steps: int, seed: int, num_ns: int) -> tuple[float, float]:
+    """`train_steps` with word2vec.c's order of updates: each row scored and applied at once, the rows handed
+    out ROWS_PER_TASK at a time, step by step, to whichever core is idle. On one core the rows go in batch
+    order (the same tables every run); on more, cores update shared rows unlocked."""
+    steps, batch = inputs.shape[0], inputs.shape[1]
+    cbow = inputs.ndim == 3
+    width = inputs.shape[2] if cbow else 1
+    dim = input_table.shape[1]
+    contexts = 1 + num_ns if num_ns else outputs.shape[2]
+    rate0, total = np.float32(learning_rate), np.float32(total_steps)
+    tasks_per_step = -(-batch // ROWS_PER_TASK)
+    sums = np.zeros((steps * tasks_per_step, 2), np.float64)
+    for task in prange(steps * tasks_per_step):
+        # the task's own one-row scratch: a few small arrays per ROWS_PER_TASK rows
+        context_ids, errors, vectors, updates, row_sums = row_scratch(1, contexts, dim)
+        s, part = task // tasks_per_step, task % tasks_per_step
+        step = first_step + s
+        rate = learning_rate_at(step, rate0, total)
+        stream = noise_stream(seed, step)
+        end = min(batch, (part + 1) * ROWS_PER_TASK)
+        for row in range(part * ROWS_PER_TASK, end):
+            if row + 1 < end:
+                ahead = row + 1
+                if not cbow:
+                    prefetch_row(input_table, inputs[s, ahead])
+                prefetch_row(output_table, outputs[s, ahead, 0])
+                if num_ns:
+                    for c in range(1, contexts):
+                        prefetch_row(output_table, noise_word(noise_table, stream, ahead * num_ns + c - 1))
+            score_row(row, 0, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream, rate,
+                      context_ids, errors, vectors, updates, row_sums, True)
+            update = updates[0, :dim]
+            if cbow:
+                for w in range(width):
+                    word = inputs[s, row, w]
+                    if word != 0:
+                        input_table[word] += update
+            else:
+                input_table[inputs[s, row]] += update
+            sums[task, 0] += row_sums[0, 0]
+            sums[task, 1] += row_sums[0, 1]
+    return sums[:, 0].sum(), sums[:, 1].sum()
+
+
+@njit(parallel=True, nogil=True, cache=True, fastmath=FAST_MATH)
 def evaluate_batches(input_table: np.ndarray, output_table: np.ndarray, inputs: np.ndarray,
                      outputs: np.ndarray) -> tuple[float, float]:
     """(Summed loss, correct rows) of held-out batches, inputs (batches, batch[, window]) and outputs
@@ -278,8 +338,8 @@ def evaluate_batches(input_table: np.ndarray, output_table: np.ndarray, inputs: 
     for b in range(batches):
         for chunk in prange(-(-batch // ROWS_PER_CHUNK)):
             for row in range(chunk * ROWS_PER_CHUNK, min(batch, (chunk + 1) * ROWS_PER_CHUNK)):
-                score_row(row, b, input_table, output_table, no_noise, inputs, outputs, 0, np.uint32(0),
-                          np.float32(0.0), context_ids, errors, vectors, updates, row_sums)
+                score_row(row, row, b, input_table, output_table, no_noise, inputs, outputs, 0, np.uint32(0),
+                          np.float32(0.0), context_ids, errors, vectors, updates, row_sums, False)
         for row in range(batch):
             loss_total += row_sums[row, 0]
             correct_total += row_sums[row, 1]
@@ -301,12 +361,13 @@ def train_call(config: Any, cores: int) -> Callable[..., tuple[Tables, float, fl
     if config.shared_negatives:
         raise ValueError("negatives shared per batch train on the keras.ops loop (w2vpipe.sgd)")
     numba.set_num_threads(cores)
+    train = train_steps_hogwild if config.hogwild else train_steps
 
     def call(tables: Tables, noise_table: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
              first_step: int) -> tuple[Tables, float, float]:
         numba.set_parallel_chunksize(1)  # idle cores take the next chunk of rows or group of table rows
-        loss, correct = train_steps(tables[0], tables[1], noise_table, inputs, outputs, int(first_step),
-                                    config.learning_rate, config.total_steps, config.seed, config.num_ns)
+        loss, correct = train(tables[0], tables[1], noise_table, inputs, outputs, int(first_step),
+                              config.learning_rate, config.total_steps, config.seed, config.num_ns)
         return tables, loss, correct
 
     return call

@@ -164,6 +164,12 @@ class TrainParams(Section):
         0, ge=0, description="CPU cores that train sgd (word2vec.c's step on the tables in memory, each row's "
                              "updates added by one core in batch order; the same tables whatever the count); 0: "
                              "all this process may use")
+    updates: Literal["batch", "hogwild"] = Field(
+        "batch", description="how sgd's CPU cores apply a batch: batch, its rows scored from the tables as the step "
+                             "found them and their updates summed (the same tables on any core count); hogwild, "
+                             "each row's vectors moved at once by whichever core scores it, the tables shared "
+                             "without locks (word2vec.c's and gensim's threads): faster, but on more than one core "
+                             "a rerun's tables differ. CPU training only")
     backend: Literal["jax", "tensorflow"] = Field(
         "jax", description="the Keras backend that trains sgd (the same code and draws on both): jax, faster here "
                            "(bench/benchmark.py) and needed across processes; adam always trains on tensorflow")

@@ -52,6 +52,7 @@ class StepConfig:
     total_steps: int
     vocab_size: int
     seed: int
+    hogwild: bool = False  # each row's update applied at once, cores unlocked (`w2vpipe.cpu_sgd` only)
 
 
 def learning_rate_at(step: Any, learning_rate: Any, total_steps: Any) -> Any:
@@ -170,6 +171,8 @@ def train_call(config: StepConfig, compiler: StepsCompiler | None = None) -> Cal
     backend (or by `compiler`, which may place it on several devices: `w2vpipe.distributed`). The rate,
     its schedule and the seed are arguments, not constants of the program, so one compiled program (and
     JAX's cache of it) serves every run of the same shapes."""
+    if config.hogwild:
+        raise ValueError("hogwild updates train on the CPU's cores (w2vpipe.cpu_sgd), not the keras.ops loop")
 
     def run(tables: Tables, noise_table: Any, inputs: Any, outputs: Any, first_step: Any, schedule: Any,
             seed: Any) -> Any:

@@ -532,7 +532,7 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
     config = sgd.StepConfig(batch_size=params.batch_size, steps_per_call=run.steps_per_call, num_ns=num_ns,
                             shared_negatives=params.shared_negatives, learning_rate=params.effective_learning_rate,
                             total_steps=run.steps_per_epoch * params.epochs, vocab_size=len(tables[0]),
-                            seed=params.seed)
+                            seed=params.seed, hogwild=params.updates == "hogwild")
     train_call = place.train_call(config)
     noise_on_device = place.replicated(noise_table(noise) if noise is not None else np.zeros(1, np.int32))
     on_device = tuple(place.replicated(table) for table in tables)  # donated to each call
