@@ -112,3 +112,26 @@ def test_one_core_trains_the_same_bytes_as_all_cores(examples_made: Path, alone:
     embedding = np.load(root / "models" / "w2v_embedding.npy")
     assert embedding.tobytes() == np.load(alone / "models" / "w2v_embedding.npy").tobytes()
     assert history(root) == history(alone)
+
+def test_hogwild_updates_train_on_the_cores_and_nowhere_else(examples_made: Path, alone: Path, tmp_path: Path) -> None:
+    """train.updates hogwild: word2vec.c's row-by-row loop, another model than the batch step's that learns as
+    well; refused, in one line and before training, where it cannot run (JAX's devices, adam)."""
+    root = shutil.copytree(examples_made, tmp_path / "hogwild")
+    set_params(root, {"train.updates": "hogwild"})
+    output = finished(pipeline(root, "train", XLA_FLAGS=""))
+    assert "CPU cores (hogwild updates)" in output
+    assert np.load(root / "models" / "w2v_embedding.npy").tobytes() != np.load(
+        alone / "models" / "w2v_embedding.npy").tobytes()
+    losses, batch_losses = history(root)["loss"], history(alone)["loss"]
+    assert losses[0] > losses[-1]
+    np.testing.assert_allclose(losses, batch_losses, rtol=0.05)
+    for env, values, message in (
+            ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, {},
+             "train.updates hogwild trains on this machine's CPU cores, but this run trains on JAX's devices"),
+            ({}, {"train.optimizer": "adam"}, "not train.optimizer adam: set train.updates: batch")):
+        set_params(root, {"train.optimizer": "sgd", **values})
+        process = pipeline(root, "train", **env)
+        refused, _ = process.communicate(timeout=600)
+        assert process.returncode != 0
+        assert message in refused, refused[-2000:]
+        assert "Epoch 1/" not in refused

@@ -145,6 +145,8 @@ def run(params: Params) -> str:
         where = f" on {placement.devices} devices" + (f" of {group.count} processes" if group else "")
     if placement.cores > 1:
         where = f" on {placement.cores} CPU cores"
+    if params.train.updates == "hogwild":
+        where += " (hogwild updates)"
     return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps{where} on {stats['pairs']:,} "
             f"pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
