@@ -2,7 +2,7 @@
 
     python bench/benchmark.py [--corpus ../shared/corpora/shakespeare.txt] [--repeats 3]
                               [--epochs 20] [--scale 2e6 6e6 2e7] [--realistic all | ROW ...]
-                              [--realistic-repeats 3] [--corpora DIR]
+                              [--realistic-repeats 3] [--updates batch hogwild] [--corpora DIR]
 
 Part 1, on the corpus, same hyperparameters everywhere (window 2, 4 negatives, dimension 128,
 4096-word vocabulary, --epochs epochs), medians of --repeats alternating runs:
@@ -15,7 +15,8 @@ Part 1, on the corpus, same hyperparameters everywhere (window 2, 4 negatives, d
 Part 2, scaling: the corpus concatenated to each --scale word count; the defaults' vectorize +
 examples + one training epoch, and gensim's one epoch, with peak RSS and both training loops' words/s.
 Part 3, the settings people train with (--realistic ROW...; `all` for every row of REALISTIC), each row
---realistic-repeats alternating runs of the pipeline's vectorize, examples and train stages and of a whole gensim
+--realistic-repeats alternating runs of the pipeline's vectorize, examples and train stages (once per --updates
+value: train.updates batch, the default, and hogwild) and of a whole gensim
 process (import, vocabulary, train(), save), 2 workers, same settings: the training loop's corpus words/s
 against train()'s, the whole train stage against the whole gensim process, peak RSS, scores beside.
 
@@ -290,8 +291,10 @@ def tutorial_settings(corpus: Path, repeats: int, epochs: int, env: dict[str, st
     return lines
 
 
-def realistic_settings(rows: list[str], repeats: int, corpora: Path, env: dict[str, str]) -> list[str]:
-    """Part 3: each REALISTIC row, the pipeline's stages and a whole gensim process alternating."""
+def realistic_settings(rows: list[str], repeats: int, corpora: Path, env: dict[str, str],
+                       updates: list[str]) -> list[str]:
+    """Part 3: each REALISTIC row, the pipeline's stages (once per `train.updates` value) and a whole gensim
+    process alternating."""
     lines = ["", "## Realistic settings (window 5, 5 negatives, 2 workers)", "",
              "| row | words, vocabulary | loop: pipeline, gensim train() (corpus words/s) | ratio | "
              "train stage, gensim whole process | ratio | peak RSS: train stage, gensim | "
@@ -304,25 +307,30 @@ def realistic_settings(rows: list[str], repeats: int, corpora: Path, env: dict[s
         if not corpus.exists():
             subprocess.run([*row.make, str(corpus)], check=True, capture_output=True)
         words = corpus_words(corpus)
-        pipeline: list[dict[str, Any]] = []
+        pipeline: dict[str, list[dict[str, Any]]] = {update: [] for update in updates}
         gensim: list[dict[str, Any]] = []
         for repeat in range(repeats):
-            runs = [lambda: pipeline.append(run_pipeline(corpus, row.overrides(), env, score=row.scored)),
+            runs = [*(lambda update=update: pipeline[update].append(run_pipeline(
+                         corpus, {**row.overrides(), "train.updates": update}, env, score=row.scored))
+                      for update in updates),
                     lambda: gensim.append(run_gensim(corpus, row.epochs, env, score=row.scored,
                                                      arguments=row.gensim_arguments()))]
             for run in runs if repeat % 2 == 0 else reversed(runs):
                 run()
             print(f"{name}: repeat {repeat + 1}/{repeats} done", file=sys.stderr, flush=True)
-        loop = words * row.epochs / median(pipeline, "fit")
         reference_loop = words * row.epochs / median(gensim, "train")
-        stage, whole = median(pipeline, "train"), median(gensim, "total")
-        scores = " ; ".join(", ".join(median_score(runs, score, key) for score, key in SCORES)
-                            for runs in (pipeline, gensim)) if row.scored else "made-up words"
-        lines.append(
-            f"| {name}: {row.dim} dimensions, min count {row.min_count}, {row.epochs} epoch(s) | "
-            f"{words:,}, {int(median(gensim, 'vocab_size')):,} | {fmt(loop, 0)}, {fmt(reference_loop, 0)} | "
-            f"**{loop / reference_loop:.2f}x** | {fmt(stage)} s, {fmt(whole)} s | **{whole / stage:.2f}x** | "
-            f"{fmt(median(pipeline, 'train rss') / 1024)} GiB, {fmt(median(gensim, 'rss') / 1024)} GiB | {scores} |")
+        whole = median(gensim, "total")
+        for update, runs in pipeline.items():
+            loop = words * row.epochs / median(runs, "fit")
+            stage = median(runs, "train")
+            scores = " ; ".join(", ".join(median_score(system, score, key) for score, key in SCORES)
+                                for system in (runs, gensim)) if row.scored else "made-up words"
+            lines.append(
+                f"| {name}: {row.dim} dimensions, min count {row.min_count}, {row.epochs} epoch(s); "
+                f"updates {update} | {words:,}, {int(median(gensim, 'vocab_size')):,} | {fmt(loop, 0)}, "
+                f"{fmt(reference_loop, 0)} | **{loop / reference_loop:.2f}x** | {fmt(stage)} s, {fmt(whole)} s | "
+                f"**{whole / stage:.2f}x** | {fmt(median(runs, 'train rss') / 1024)} GiB, "
+                f"{fmt(median(gensim, 'rss') / 1024)} GiB | {scores} |")
     lines += ["", f"Medians of {repeats} alternating runs. Loop: the train stage's `fit in` (the compiled kernel's "
               "load included) against gensim's train(). Whole: the `python -m pipeline train` process against "
               "gensim's import, vocabulary scan, train() and save (bench/gensim_word2vec.py --stream --save; its "
@@ -339,6 +347,8 @@ def main() -> None:
     parser.add_argument("--realistic", nargs="*", default=[], choices=["all", *REALISTIC], metavar="ROW",
                         help=f"rows at realistic settings: all, or some of {', '.join(REALISTIC)}")
     parser.add_argument("--realistic-repeats", type=int, default=3)
+    parser.add_argument("--updates", nargs="+", default=["batch", "hogwild"], choices=["batch", "hogwild"],
+                        help="the train.updates values part 3 runs the pipeline with, each beside gensim")
     parser.add_argument("--corpora", type=Path, default=Path(tempfile.gettempdir()) / "w2v-bench-corpora",
                         help="where --realistic's corpora are made, once")
     args = parser.parse_args()
@@ -374,7 +384,7 @@ def main() -> None:
 
     rows = list(REALISTIC) if "all" in args.realistic else args.realistic
     if rows:
-        lines += realistic_settings(rows, args.realistic_repeats, args.corpora, env)
+        lines += realistic_settings(rows, args.realistic_repeats, args.corpora, env, args.updates)
     publish("benchmark", lines)
 
 
