@@ -97,6 +97,19 @@ def noise_word(noise_table: np.ndarray, stream: np.uint32, slot: int) -> int:
 
 
 @njit(inline="always")
+def prefetch_batch_row(input_table: np.ndarray, output_table: np.ndarray, noise_table: np.ndarray,
+                       inputs: np.ndarray, outputs: np.ndarray, s: int, row: int, num_ns: int,
+                       stream: np.uint32) -> None:
+    """Asks for the table rows that row `row` of step `s` will read: skip-gram's input word, the true
+    context and the negatives, drawn by the same hashes as `score_row` draws them."""
+    if inputs.ndim == 2:
+        prefetch_row(input_table, inputs[s, row])
+    prefetch_row(output_table, outputs[s, row, 0])
+    for c in range(num_ns):
+        prefetch_row(output_table, noise_word(noise_table, stream, row * num_ns + c))
+
+
+@njit(inline="always")
 def dot(a: np.ndarray, b: np.ndarray) -> np.float32:
     total = np.float32(0.0)
     for k in range(a.shape[0]):
@@ -242,15 +255,9 @@ def train_steps(input_table: np.ndarray, output_table: np.ndarray, noise_table: 
         stream = noise_stream(seed, step)
         for chunk in prange(-(-batch // ROWS_PER_CHUNK)):
             for row in range(chunk * ROWS_PER_CHUNK, min(batch, (chunk + 1) * ROWS_PER_CHUNK)):
-                if row + 1 < batch:  # the next row's table rows, its negatives' drawn by the same hashes
-                    ahead = row + 1
-                    if not cbow:
-                        prefetch_row(input_table, inputs[s, ahead])
-                    prefetch_row(output_table, outputs[s, ahead, 0])
-                    if num_ns:
-                        for c in range(1, contexts):
-                            drawn = noise_word(noise_table, stream, ahead * num_ns + c - 1)
-                            prefetch_row(output_table, drawn)
+                if row + 1 < batch:
+                    prefetch_batch_row(input_table, output_table, noise_table, inputs, outputs, s, row + 1, num_ns,
+                                       stream)
                 score_row(row, row, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream,
                           rate, context_ids, errors, vectors, updates, row_sums, False)
         flat_inputs = inputs[s].ravel()
@@ -303,13 +310,8 @@ def train_steps_hogwild(input_table: np.ndarray, output_table: np.ndarray, noise
         end = min(batch, (part + 1) * ROWS_PER_TASK)
         for row in range(part * ROWS_PER_TASK, end):
             if row + 1 < end:
-                ahead = row + 1
-                if not cbow:
-                    prefetch_row(input_table, inputs[s, ahead])
-                prefetch_row(output_table, outputs[s, ahead, 0])
-                if num_ns:
-                    for c in range(1, contexts):
-                        prefetch_row(output_table, noise_word(noise_table, stream, ahead * num_ns + c - 1))
+                prefetch_batch_row(input_table, output_table, noise_table, inputs, outputs, s, row + 1, num_ns,
+                                   stream)
             score_row(row, 0, s, input_table, output_table, noise_table, inputs, outputs, num_ns, stream, rate,
                       context_ids, errors, vectors, updates, row_sums, True)
             update = updates[0, :dim]
