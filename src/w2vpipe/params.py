@@ -161,9 +161,9 @@ class TrainParams(Section):
                              "per batch, shared by all its examples and weighted num_ns/N (BlazingText), "
                              "optimizer sgd only")
     cores: int = Field(
-        0, ge=0, description="CPU cores that train sgd (word2vec.c's step on the tables in memory, each row's "
-                             "updates added by one core in batch order; the same tables whatever the count); 0: "
-                             "all this process may use")
+        0, ge=0, description="CPU cores that train sgd (word2vec.c's step on the tables in memory; with updates "
+                             "batch, each row's updates added by one core in batch order: the same tables whatever "
+                             "the count); 0: all this process may use")
     updates: Literal["batch", "hogwild"] = Field(
         "batch", description="how sgd's CPU cores apply a batch: batch, its rows scored from the tables as the step "
                              "found them and their updates summed (the same tables on any core count); hogwild, "
