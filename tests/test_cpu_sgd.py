@@ -45,11 +45,11 @@ def keras_ops_steps(tables, noise, inputs, outputs, num_ns: int, vocab: int, fir
     return (ops.convert_to_numpy(trained_in), ops.convert_to_numpy(trained_out)), float(loss), float(correct)
 
 
-def cpu_steps(tables, noise, inputs, outputs, num_ns: int, cores: int, first_step: int = 3):
+def cpu_steps(tables, noise, inputs, outputs, num_ns: int, cores: int, first_step: int = 3,
+              kernel=cpu_sgd.train_steps):
     trained = tuple(table.copy() for table in tables)
     numba.set_num_threads(cores)
-    loss, correct = cpu_sgd.train_steps(trained[0], trained[1], noise, inputs, outputs, first_step, 0.05, 40, 7,
-                                        num_ns)
+    loss, correct = kernel(trained[0], trained[1], noise, inputs, outputs, first_step, 0.05, 40, 7, num_ns)
     return trained, loss, correct
 
 
@@ -127,11 +127,7 @@ def drawn_negatives(noise, outputs, num_ns: int, vocab: int, first_step: int = 3
 
 
 def hogwild_steps(tables, noise, inputs, outputs, num_ns: int, cores: int):
-    trained = tuple(table.copy() for table in tables)
-    numba.set_num_threads(cores)
-    loss, correct = cpu_sgd.train_steps_hogwild(trained[0], trained[1], noise, inputs, outputs, 3, 0.05, 40, 7,
-                                                num_ns)
-    return trained, loss, correct
+    return cpu_steps(tables, noise, inputs, outputs, num_ns, cores, kernel=cpu_sgd.train_steps_hogwild)
 
 
 @pytest.mark.parametrize("kind", ["skipgram", "cbow", "stored"])

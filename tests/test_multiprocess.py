@@ -113,6 +113,7 @@ def test_one_core_trains_the_same_bytes_as_all_cores(examples_made: Path, alone:
     assert embedding.tobytes() == np.load(alone / "models" / "w2v_embedding.npy").tobytes()
     assert history(root) == history(alone)
 
+
 def test_hogwild_updates_train_on_the_cores_and_nowhere_else(examples_made: Path, alone: Path, tmp_path: Path) -> None:
     """train.updates hogwild: word2vec.c's row-by-row loop, another model than the batch step's that learns as
     well; refused, in one line and before training, where it cannot run (JAX's devices, adam)."""
