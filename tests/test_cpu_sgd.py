@@ -233,3 +233,25 @@ def test_cores_wait_for_a_step_asleep_not_spinning() -> None:
         pytest.skip(f"numba runs its {result.stdout.split()[-1]} threading layer here, not OpenMP's")
     # libgomp shows an unset policy as PASSIVE too; the spin count tells them apart (300,000 rounds unset).
     assert "GOMP_SPINCOUNT = '0'" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.skipif(not {"avx2", "fma"} <= set(Path("/proc/cpuinfo").read_text().split()),
+                    reason="the code target is pinned on x86-64 machines with AVX2 and FMA")
+def test_the_compiled_code_is_haswells_on_every_avx2_machine() -> None:
+    # numba adds the host's features to a named CPU unless told otherwise: on an AVX-512 machine, 512-bit vectors
+    # (zmm registers) would sum in another order than elsewhere, and the tables would differ in their last bits.
+    script = ("import w2vpipe.cpu_sgd, numba, numpy as np\n"
+              "from numba.core import config\n"
+              "@numba.njit(fastmath=True)\n"
+              "def dot(a, b):\n"
+              "    total = 0.0\n"
+              "    for i in range(a.size):\n"
+              "        total += a[i] * b[i]\n"
+              "    return total\n"
+              "ones = np.ones(300, np.float32)\n"
+              "dot(ones, ones)\n"
+              "print(config.CPU_NAME, repr(config.CPU_FEATURES), 'zmm' in dot.inspect_asm(dot.signatures[0]))\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CPU")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["haswell", "''", "False"]

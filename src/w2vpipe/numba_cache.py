@@ -33,6 +33,9 @@ def pin_code_target() -> None:
             return
         if "avx2" in flags and "fma" in flags:
             os.environ["NUMBA_CPU_NAME"] = "haswell"
+            # Haswell's own instructions, not the host's: numba otherwise adds the host's features to the named
+            # CPU, and on an AVX-512 machine the wider vectors reorder the sums (other last bits than elsewhere).
+            os.environ.setdefault("NUMBA_CPU_FEATURES", "")
 
 
 def sleep_at_barriers() -> None:
