@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REPO_ROOT, tool_env
 from pipeline import query as query_command
+from w2vpipe import vectors as vectors_module
+from w2vpipe.export import VECTORS_FILE, write_projector_files
 from w2vpipe.vectors import (
     KEYED_VECTORS_FILE,
     WORD2VEC_BINARY_FILE,
@@ -72,6 +74,27 @@ def test_the_files_are_the_same_bytes_for_the_same_vectors(exports: Path, tmp_pa
     write_standard_files(again, keyed_vectors(WORDS, weights))
     for path in exports.iterdir():
         assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256((again / path.name).read_bytes()).digest()
+
+
+def test_the_text_files_are_gensims_and_the_tutorials_bytes_when_formatted_on_every_core(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gensim.models import KeyedVectors
+
+    # Blocks of 7 rows on 3 worker processes: the large-table path on a small table.
+    monkeypatch.setattr(vectors_module, "PARALLEL_VALUES", 100)
+    monkeypatch.setattr(vectors_module, "BLOCK_ROWS", 7)
+    words = ["", "[UNK]", *(f"w{index}" for index in range(50))]
+    rng = np.random.default_rng(0)
+    scales = rng.choice([1e-6, 1e-3, 1.0, 1e5, 1e9], size=(len(words), 1))  # positional and scientific forms
+    weights = (rng.normal(size=(len(words), 16)) * scales).astype(np.float32)
+    vectors = keyed_vectors(words, weights)
+    write_standard_files(tmp_path, vectors, workers=3)
+    write_projector_files(tmp_path, words, weights, tensor_name="w2v_embedding", workers=3)
+    gensims = tmp_path / "gensims.txt"
+    vectors.save_word2vec_format(str(gensims), binary=False)
+    assert (tmp_path / WORD2VEC_TEXT_FILE).read_bytes() == gensims.read_bytes()
+    assert (tmp_path / VECTORS_FILE).read_text().splitlines() == ["\t".join(str(x) for x in row) for row in weights[1:]]
+    assert KeyedVectors.load_word2vec_format(str(tmp_path / WORD2VEC_TEXT_FILE)).index_to_key == words[2:]
 
 
 def test_query_neighbours_equals_gensims_most_similar(exports: Path) -> None:

@@ -5,6 +5,7 @@ folder's hash, as t-SNE's last bits differ between CPUs)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -37,11 +38,13 @@ def run(params: Params) -> str:
 def write_exports(vocabulary: list[str], params: Params) -> tuple[list[str], int]:
     """Every file of exports/; the names of the standard files and pictures, and the vectors' dimensions."""
     weights = layout.load_embedding(vocabulary)
+    cores = len(os.sched_getaffinity(0))  # the text files' values are formatted on each
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         text_words = params.export.text_words
-        write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME, words=text_words)
+        write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME, words=text_words,
+                              workers=cores)
         vectors = keyed_vectors(vocabulary, weights)
-        written = write_standard_files(out_dir, vectors, text_words) + write_map(out_dir, vectors, params)
+        written = write_standard_files(out_dir, vectors, text_words, cores) + write_map(out_dir, vectors, params)
     return written, vectors.vector_size
 
 
