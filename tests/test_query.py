@@ -76,7 +76,7 @@ def test_the_files_are_the_same_bytes_for_the_same_vectors(exports: Path, tmp_pa
         assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256((again / path.name).read_bytes()).digest()
 
 
-def test_the_text_files_are_gensims_and_the_tutorials_bytes_when_formatted_on_every_core(
+def test_the_text_files_are_gensims_and_the_tutorials_bytes_when_formatted_by_worker_processes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gensim.models import KeyedVectors
 
