@@ -226,9 +226,9 @@ def bucket_by_row(ids: np.ndarray, skip_padding: bool, starts: np.ndarray, entri
 @njit(nogil=True, cache=True, fastmath=FAST_MATH, inline="always")
 def add_to_row(table: np.ndarray, word: int, updates: np.ndarray, at: int) -> None:
     """table[word] += updates[at, :dim], element by element. numba's `+=` on a row makes a temporary array: a malloc
-    and a free for every row, which in the train stage (more threads than malloc has arenas) met in the
-    allocator's lock ~2,000 times a call and left the cores idle: hogwild's loop at 166k words x 300 took 60 s
-    where it now takes 32 s."""
+    and a free for every row, which in the train stage's process (most likely more threads than malloc has
+    arenas) waited on the allocator's lock ~2,000 times a call and left the cores idle: hogwild's loop at 166k
+    words x 300 took 56-58 s where it now takes 32 s (bench/results/stage_loop_alloc-20261207-2025.md)."""
     for k in range(table.shape[1]):
         table[word, k] += updates[at, k]
 
