@@ -61,7 +61,7 @@ def main() -> None:
     from w2vpipe.files import SHARD_GLOB
     from w2vpipe.params import TrainParams
     from w2vpipe.skipgrams import noise_probabilities
-    from w2vpipe.training import target_embedding_weights, train_word2vec
+    from w2vpipe.training import train_word2vec
 
     stats = json.loads((args.data / "examples" / "stats.json").read_text())
     words_per_epoch = json.loads((args.data / "vectorized" / "stats.json").read_text())["words"]
@@ -105,7 +105,7 @@ def main() -> None:
             results.append(row)
             if args.out is not None and not args.synthetic_vocab:
                 args.out.mkdir(parents=True, exist_ok=True)
-                np.save(args.out / f"embedding-b{batch_size}-s{shared}.npy", target_embedding_weights(result.model))
+                np.save(args.out / f"embedding-b{batch_size}-s{shared}.npy", result.tables[0])
     if args.out is not None:
         name = f"results-{'synthetic' if args.synthetic_vocab else 'real'}.json"
         (args.out / name).write_text(json.dumps(results, indent=2))

@@ -29,7 +29,7 @@ STEPS, BATCH = 64, 1024
 
 
 def zipf_blocks(vocab: int, calls: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    from w2vpipe.model import noise_table
+    from w2vpipe.tables import noise_table
 
     rng = np.random.default_rng(0)
     cdf = np.cumsum(1.0 / np.arange(1, vocab + 1))

@@ -19,10 +19,11 @@ VOCABULARY_FILE = VECTORIZED_DIR / "vocab.txt"
 COUNTS_FILE = VECTORIZED_DIR / "counts.npy"
 EXAMPLES_DIR = Path("data/examples")
 MODEL_DIR = Path("models")
-MODEL_FILE = MODEL_DIR / "word2vec.keras"
-# Named after the model's target embedding layer, which the projector config names too.
+# The trained model is its two tables, as gensim keeps it: the word vectors (named after the Keras model's
+# target embedding layer, which the projector config names too) and the output vectors.
 EMBEDDING_NAME = "w2v_embedding"
 EMBEDDING_FILE = MODEL_DIR / f"{EMBEDDING_NAME}.npy"
+CONTEXT_FILE = MODEL_DIR / "context_embedding.npy"
 # Outside DVC's outputs (their event files carry the time and host, so they are never the same twice),
 # one folder per run, as TensorBoard compares them: `tensorboard --logdir logs/tensorboard`.
 TENSORBOARD_DIR = Path("logs/tensorboard")

@@ -17,7 +17,7 @@ from keras import ops
 
 from w2vpipe import cpu_sgd, sgd
 from conftest import REPO_ROOT
-from w2vpipe.model import noise_table
+from w2vpipe.tables import StepConfig, noise_table
 
 STEPS, BATCH, NUM_NS = 6, 64, 5
 
@@ -37,7 +37,7 @@ def setting(vocab: int, dim: int, seed: int = 0) -> tuple[tuple[np.ndarray, np.n
 
 
 def keras_ops_steps(tables, noise, inputs, outputs, num_ns: int, vocab: int, first_step: int = 3):
-    config = sgd.StepConfig(batch_size=inputs.shape[1], steps_per_call=inputs.shape[0], num_ns=num_ns,
+    config = StepConfig(batch_size=inputs.shape[1], steps_per_call=inputs.shape[0], num_ns=num_ns,
                             shared_negatives=0, learning_rate=0.05, total_steps=40, vocab_size=vocab, seed=7)
     (trained_in, trained_out), loss, correct = sgd.train_call(config)(
         tuple(ops.convert_to_tensor(table) for table in tables), ops.convert_to_tensor(noise),
@@ -119,7 +119,7 @@ def word2vec_c_steps(tables, inputs, outputs, first_step: int = 3):
 def drawn_negatives(noise, outputs, num_ns: int, vocab: int, first_step: int = 3) -> np.ndarray:
     """Each row's true word and the negatives the steps draw for it (`sgd.draw_negatives`), as stored ones."""
     steps, batch = outputs.shape[:2]
-    config = sgd.StepConfig(batch_size=batch, steps_per_call=steps, num_ns=num_ns, shared_negatives=0,
+    config = StepConfig(batch_size=batch, steps_per_call=steps, num_ns=num_ns, shared_negatives=0,
                             learning_rate=0.05, total_steps=40, vocab_size=vocab, seed=7)
     return np.stack([np.concatenate([outputs[s], ops.convert_to_numpy(sgd.draw_negatives(
         ops.convert_to_tensor(outputs[s]), ops.convert_to_tensor(noise), first_step + s, 7, config))], axis=1)
@@ -187,7 +187,7 @@ def test_negatives_shared_per_batch_keep_the_keras_ops_loop() -> None:
 
     assert isinstance(distributed.placement(None, "jax", 1), distributed.HostCores)
     assert not isinstance(distributed.placement(None, "jax", 1, shared_negatives=True), distributed.HostCores)
-    config = sgd.StepConfig(batch_size=8, steps_per_call=1, num_ns=4, shared_negatives=8, learning_rate=0.05,
+    config = StepConfig(batch_size=8, steps_per_call=1, num_ns=4, shared_negatives=8, learning_rate=0.05,
                             total_steps=1, vocab_size=100, seed=0)
     with pytest.raises(ValueError, match="keras.ops loop"):
         cpu_sgd.train_call(config, 1)

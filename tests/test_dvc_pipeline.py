@@ -87,7 +87,7 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     assert run_info.data.tags["w2v.embedding_sha256"] == hashlib.sha256(
         (project / "models" / "w2v_embedding.npy").read_bytes()).hexdigest()
     artifacts = {item.path for item in client.list_artifacts(run_id)}
-    assert artifacts == {"model", "tensorboard", "embeddings", "evaluation"}
+    assert artifacts == {"tensorboard", "embeddings", "evaluation"}
     embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
     assert embeddings == {f"embeddings/{name}" for name in ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt",
                                                             "word2vec.txt", "word2vec.bin", "map.png", "map.html")}
@@ -171,7 +171,7 @@ def test_push_then_pull_in_another_clone_restores_every_artifact(project: Path, 
     assert not (clone / "exports").exists()
     run(["dvc", "pull"], clone)
     outputs = ["data/corpus/shakespeare.txt", "data/vectorized/vocab.txt", "data/vectorized/shard-00000/tokens.npy",
-               "data/examples/validation/shard-00000/outputs.npy", "models/word2vec.keras", "models/w2v_embedding.npy",
+               "data/examples/validation/shard-00000/outputs.npy", "models/w2v_embedding.npy", "models/context_embedding.npy",
                "exports/vectors.tsv", "exports/metadata.tsv"]
     for name in outputs:
         assert digest(clone / name) == digest(project / name), name

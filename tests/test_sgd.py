@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from w2vpipe import sgd
+from w2vpipe.tables import StepConfig
 
 VOCAB, DIM, BATCH = 50, 8, 16
 
@@ -100,7 +101,7 @@ def test_the_shared_negatives_step_is_its_weighted_loss_gradient() -> None:
 
 
 def test_negatives_follow_the_table_and_never_equal_the_true_word() -> None:
-    config = sgd.StepConfig(batch_size=4096, steps_per_call=1, num_ns=4, shared_negatives=0, learning_rate=0.025,
+    config = StepConfig(batch_size=4096, steps_per_call=1, num_ns=4, shared_negatives=0, learning_rate=0.025,
                             total_steps=1, vocab_size=VOCAB, seed=7)
     noise_table = np.repeat(np.arange(VOCAB, dtype=np.int32), np.arange(VOCAB))  # word w in w slots
     positives = np.full((config.batch_size, 1), 10, dtype=np.int32)
@@ -122,12 +123,13 @@ def test_the_same_code_gives_the_same_tables_under_tensorflow_and_jax(tmp_path: 
         import sys
         import numpy as np
         from w2vpipe import sgd
+        from w2vpipe.tables import StepConfig
         rng = np.random.default_rng(0)
         tables = tuple(rng.normal(0, 0.5, ({VOCAB}, {DIM})).astype(np.float32) for _ in range(2))
         inputs = rng.integers(1, {VOCAB}, (8, {BATCH})).astype(np.int32)
         outputs = rng.integers(1, {VOCAB}, (8, {BATCH}, 1)).astype(np.int32)
         noise = np.repeat(np.arange({VOCAB}, dtype=np.int32), 4)
-        config = sgd.StepConfig(batch_size={BATCH}, steps_per_call=8, num_ns=4, shared_negatives=0,
+        config = StepConfig(batch_size={BATCH}, steps_per_call=8, num_ns=4, shared_negatives=0,
                                 learning_rate=0.05, total_steps=100, vocab_size={VOCAB}, seed=42)
         from keras import ops
         run = sgd.train_call(config)

@@ -1,7 +1,8 @@
-"""Stage 4: train the model; save it, its target embedding and per-epoch history, and TensorBoard logs.
+"""Stage 4: train the model; save its two tables (the word vectors and the output vectors), its per-epoch
+history, and TensorBoard logs.
 
-Opens the training's MLflow run (params, tags, per-epoch metrics, model, logs); a child process does
-the MLflow work while this one imports TensorFlow and trains. Every finished epoch is checkpointed
+Opens the training's MLflow run (params, tags, per-epoch metrics, logs); a child process does the MLflow
+work while this one trains. Every finished epoch is checkpointed
 outside DVC's outputs: a training killed at any point resumes there, into the same MLflow run.
 """
 
@@ -31,7 +32,6 @@ from w2vpipe.training import (
     TrainingDiverged,
     check_trainable,
     example_shards,
-    target_embedding_weights,
     train_word2vec,
 )
 
@@ -71,8 +71,9 @@ def run(params: Params) -> str:
         if group.index:
             return train_in_group(params, counts, stats, group, distributed.placement(group, backend))
     tracking.check_store()
-    cache_compiled_programs()
     placement = distributed.placement(group, backend, params.train.cores, bool(params.train.shared_negatives))
+    if not isinstance(placement, distributed.HostCores):  # numba's loop keeps its own cache
+        cache_compiled_programs()
     if params.train.updates == "hogwild" and not isinstance(placement, distributed.HostCores):
         raise PipelineError("train.updates hogwild trains on this machine's CPU cores, but this run trains on JAX's "
                             "devices (an accelerator, or a process group): set train.updates: batch")
@@ -90,10 +91,6 @@ def run(params: Params) -> str:
         shutil.rmtree(tensorboard_dir, ignore_errors=True)  # an earlier run of the same name
     resume_run_id = earlier_try.get("run_id")
     with tracking.TrainTracking(logged_params, {"stage": "train"}, resume_run_id=resume_run_id) as mlflow_run:
-        # Keras and its backend load here, once the inputs are known to be sound, while the tracking process
-        # starts MLflow: each import takes about two seconds.
-        from w2vpipe.model import save_model
-
         def claim_run() -> None:
             run_id = mlflow_run.wait_ready()
             checkpoints.write_owner(checkpoint_dir, run_id=run_id, tensorboard_dir=str(tensorboard_dir))
@@ -109,7 +106,7 @@ def run(params: Params) -> str:
                     noise=noise(params, counts),
                     tensorboard_dir=tensorboard_dir,
                     on_epoch_end=mlflow_run.log_epoch,
-                    before_fit=claim_run,
+                    before_checkpoint=claim_run,
                     validation=validation,
                     # A group's other processes keep no checkpoints, so a group starts over rather than resume.
                     checkpoint_dir=checkpoint_dir if group is None else None,
@@ -118,15 +115,14 @@ def run(params: Params) -> str:
             except TrainingDiverged:
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a rerun starts over rather than diverge again
                 raise
-            save_model(result.model, out_dir / layout.MODEL_FILE.name)
-            np.save(out_dir / layout.EMBEDDING_FILE.name, target_embedding_weights(result.model))
+            for path, table in zip((layout.EMBEDDING_FILE, layout.CONTEXT_FILE), result.tables, strict=True):
+                np.save(out_dir / path.name, table)
             if result.first_epoch:
                 mlflow_run.set_tags({"w2v.resumed_at_epoch": str(result.first_epoch)})
             # Every epoch again, from the history on disk: the run gets any that a killed try or a dead tracking
             # process did not send (those already in the store are skipped).
             for epoch in range(params.train.epochs):
                 mlflow_run.log_epoch(epoch, {name: values[epoch] for name, values in result.history.items()})
-            mlflow_run.log_artifact(out_dir / layout.MODEL_FILE.name, "model")
             mlflow_run.log_artifact(tensorboard_dir, "tensorboard")
             mlflow_run.tag_embedding(out_dir / layout.EMBEDDING_FILE.name)
             # Before the new model takes the old one's place: metrics/ never describes another model than models/.
@@ -147,6 +143,8 @@ def run(params: Params) -> str:
         where = f" on {placement.cores} CPU cores"
     if params.train.updates == "hogwild":
         where += " (hogwild updates)"
+    if params.train.optimizer == "adam":
+        where += " with Adam (Keras's model.fit)"
     return (f"{params.train.epochs} epochs{resumed} of {result.steps_per_epoch} steps{where} on {stats['pairs']:,} "
             f"pairs: "
             f"loss {final['loss']:.4f}, accuracy {final['accuracy']:.4f}{held_out}; fit in {result.fit_seconds:.2f} s "
@@ -159,7 +157,7 @@ def train_in_group(params: Params, counts: np.ndarray, stats: dict[str, int], gr
     result = train_word2vec(training_shards(params, counts), pairs=stats["pairs"], vocab_size=len(counts),
                             params=params.train, num_ns=params.examples.num_ns, noise=noise(params, counts),
                             verbose=0, validation=validation_shards(), placement=placement)
-    embedding = target_embedding_weights(result.model)
+    embedding = result.tables[0]
     return (f"process {group.index} of {group.count}: {params.train.epochs} epochs on {placement.devices} devices, "
             f"loss {result.history['loss'][-1]:.4f}; embedding {embedding.shape[0]:,} x {embedding.shape[1]}, "
             f"sha256 {hashlib.sha256(embedding.tobytes()).hexdigest()} (process 0 writes the outputs)")

@@ -15,12 +15,12 @@ embedding tables go in and come out (JAX donates them: updated in place).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from w2vpipe.backend import import_keras
 from w2vpipe.errors import PipelineError
 from w2vpipe.model import avoid_true_word
+from w2vpipe.tables import StepConfig
 
 keras = import_keras()
 from keras import ops  # noqa: E402
@@ -40,19 +40,6 @@ def hash32(x: Any) -> Any:
     x = _shift_xor(x, 16) * HASH_MULTIPLIERS[0]
     x = _shift_xor(x, 15) * HASH_MULTIPLIERS[1]
     return _shift_xor(x, 16)
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    batch_size: int
-    steps_per_call: int
-    num_ns: int  # negatives drawn per example at each step; 0: the examples hold them (stored)
-    shared_negatives: int  # > 0: that many negatives drawn per batch, shared by all its examples
-    learning_rate: float  # at step 0; it falls linearly to 1e-4 of that at `total_steps` (word2vec.c)
-    total_steps: int
-    vocab_size: int
-    seed: int
-    hogwild: bool = False  # each row's update applied at once, cores unlocked (`w2vpipe.cpu_sgd` only)
 
 
 def learning_rate_at(step: Any, learning_rate: Any, total_steps: Any) -> Any:

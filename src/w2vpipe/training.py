@@ -33,6 +33,7 @@ from w2vpipe.errors import PipelineError, disk_full_as_one_line
 from w2vpipe.files import SHARD_GLOB, atomic_dir, atomic_file
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import Examples, load_examples_shard
+from w2vpipe.tables import StepConfig, aligned_table, initial_tables, noise_table
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -58,9 +59,39 @@ TABLE_NAMES = ("target", "context")
 BACKUP_DIR_NAME = "backup"
 
 
+class EpochHooks:
+    """What runs around the epochs (metrics to disk and MLflow, TensorBoard's curves): Keras's callback methods
+    without Keras, which the CPU loop never imports (two seconds of every train stage); `model.fit` gets them
+    through `keras_callback`."""
+
+    def on_train_begin(self) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        pass
+
+    def on_train_end(self) -> None:
+        pass
+
+
+class AfterEpoch(EpochHooks):
+    def __init__(self, hook: EpochHook) -> None:
+        self.hook = hook
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.hook(epoch, logs)
+
+
+def keras_callback(hooks: EpochHooks) -> Any:
+    return import_keras().callbacks.LambdaCallback(
+        on_train_begin=lambda logs: hooks.on_train_begin(),
+        on_epoch_end=lambda epoch, logs: hooks.on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()}),
+        on_train_end=lambda logs: hooks.on_train_end())
+
+
 @dataclass(frozen=True)
 class TrainResult:
-    model: Word2Vec
+    tables: tuple[np.ndarray, np.ndarray]  # (target, context): the word vectors users keep, and the output vectors
     history: dict[str, list[float]]  # metric name -> one value per epoch
     steps_per_epoch: int
     fit_seconds: float  # the training loop's wall time, XLA compilation and callbacks included
@@ -307,8 +338,6 @@ def save_tables(checkpoint_dir: Path, epochs_done: int, tables: Sequence[np.ndar
 def resume_tables(checkpoint_dir: Path, shape: tuple[int, int]) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
     """(epochs done, tables) of the newest sound table checkpoint in `checkpoint_dir`; (0, None) without one
     (with a warning where one was damaged: training starts over)."""
-    from w2vpipe.model import aligned_table
-
     folders = sorted(checkpoint_dir.glob(f"{TABLES_PREFIX}*"), reverse=True)
     for folder in folders:
         try:
@@ -386,7 +415,7 @@ def train_word2vec(
     noise: np.ndarray | None = None,
     tensorboard_dir: Path | None = None,
     on_epoch_end: EpochHook | None = None,
-    before_fit: Callable[[], object] | None = None,
+    before_checkpoint: Callable[[], object] | None = None,
     verbose: int = 2,
     validation: Sequence[ExampleSource] = (),
     checkpoint_dir: Path | None = None,
@@ -397,23 +426,22 @@ def train_word2vec(
     With `noise` (probabilities over the vocabulary) the shards hold positives only and `num_ns`
     negatives per pair are drawn at each batch; without it they hold stored negatives.
     `validation` shards (held-out lines' examples, with their negatives) are scored after every
-    epoch: `val_loss` and `val_accuracy`. `before_fit` runs once the model is built, before the
-    first step. With `checkpoint_dir`, every finished epoch is kept there and a training killed
+    epoch: `val_loss` and `val_accuracy`. `before_checkpoint` runs once, before the first
+    checkpoint is kept (the SGD loop: after its first epoch, so that it overlaps training; `model.fit`: before
+    it starts). With `checkpoint_dir`, every finished epoch is kept there and a training killed
     earlier resumes from its last finished epoch (`on_epoch_end` is then called for the rest only).
     `placement` spreads each batch over a process group's devices (`w2vpipe.distributed`).
     """
-    keras = import_keras()
-    from w2vpipe.model import build_word2vec, initial_tables
-
     check_trainable(pairs, params)
     on_device_loop = params.optimizer == "sgd"
     if not on_device_loop:
+        keras = import_keras()
         if keras.backend.backend() != "tensorflow":
             raise PipelineError(f"train.optimizer {params.optimizer} trains with model.fit on TensorFlow, but Keras "
                                 f"runs on {keras.backend.backend()} here: set KERAS_BACKEND=tensorflow")
         keras.utils.set_random_seed(params.seed)  # whatever in model.fit draws from a global seed
-    if params.mixed_precision and not on_device_loop and gpu_count():
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        if params.mixed_precision and gpu_count():
+            keras.mixed_precision.set_global_policy("mixed_float16")
     full_batches = pairs // params.batch_size
     placement = placement or Placement()
     # An epoch is a whole number of compiled calls of at most MAX_STEPS_PER_EXECUTION steps, as few and as
@@ -423,14 +451,10 @@ def train_word2vec(
     steps_per_execution = max(1, full_batches // calls)
     steps_per_epoch = steps_per_execution * calls
     num_contexts = 1 + num_ns
-    first = load_examples(shards[0])
-    input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
-    model_args = dict(vocab_size=vocab_size, embedding_dim=params.embedding_dim, num_contexts=num_contexts,
-                 input_width=input_width, seed=params.seed, initializer=params.initializer,
-                 num_ns_on_device=num_ns if noise is not None else 0, noise=noise)
     first_epoch = 0
-    callbacks: list[Any] = []
-    if on_device_loop:  # the tables as numpy arrays; the Keras model is built from them once they are trained
+    hooks: list[EpochHooks] = []
+    keras_callbacks: list[Any] = []  # model.fit's own
+    if on_device_loop:  # the tables as numpy arrays, trained in place
         tables = None
         if checkpoint_dir is not None:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -438,38 +462,38 @@ def train_word2vec(
         if tables is None:
             tables = initial_tables(vocab_size, params.embedding_dim, params.initializer, params.seed)
     else:
+        from w2vpipe.model import build_word2vec
+
+        first = load_examples(shards[0])
+        input_width = first.inputs.shape[1] if first.inputs.ndim == 2 else 0
         with device_strategy().scope():
-            model = build_word2vec(**model_args, adam_learning_rate=params.effective_learning_rate, jit_compile=True,
+            model = build_word2vec(vocab_size, params.embedding_dim, num_contexts, input_width, seed=params.seed,
+                                   initializer=params.initializer, num_ns_on_device=num_ns if noise is not None else 0,
+                                   noise=noise, adam_learning_rate=params.effective_learning_rate, jit_compile=True,
                                    steps_per_execution=steps_per_execution)
         if checkpoint_dir is not None:
             first_epoch = resume_point(model, checkpoint_dir)
-            callbacks += checkpoint_callbacks(checkpoint_dir)
+            keras_callbacks += checkpoint_callbacks(checkpoint_dir)
     if tensorboard_dir is not None:
-        callbacks += tensorboard_callbacks(tensorboard_dir)
+        hooks += tensorboard_hooks(tensorboard_dir)
     if on_epoch_end is not None:
-        callbacks.append(
-            keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
-            )
-        )
+        hooks.append(AfterEpoch(on_epoch_end))
     run = Run(shards=list(shards), validation=list(validation), params=params, steps_per_epoch=steps_per_epoch,
-              steps_per_call=steps_per_execution, first_epoch=first_epoch, callbacks=callbacks, verbose=verbose,
-              placement=placement, checkpoint_dir=checkpoint_dir)
-    if before_fit is not None:
-        before_fit()
+              steps_per_call=steps_per_execution, first_epoch=first_epoch, hooks=hooks, verbose=verbose,
+              placement=placement, checkpoint_dir=checkpoint_dir, before_checkpoint=before_checkpoint)
     started = time.perf_counter()
     if on_device_loop:
         history, tables = train_on_device(tables, run, noise=noise, num_ns=num_ns if noise is not None else 0)
         fit_seconds = time.perf_counter() - started
-        check_tables(tables, params.epochs, params.effective_learning_rate)
-        model = build_word2vec(**model_args, tables=tables)
     else:
-        history = fit_with_keras(model, run, template=first, num_contexts=num_contexts)
+        if before_checkpoint is not None:
+            before_checkpoint()
+        history = fit_with_keras(model, run, keras_callbacks, template=first, num_contexts=num_contexts)
         fit_seconds = time.perf_counter() - started
-        check_tables((model.target_embedding.embeddings, model.context_embedding.embeddings), params.epochs,
-                     params.effective_learning_rate)
+        tables = (np.asarray(model.target_embedding.embeddings), np.asarray(model.context_embedding.embeddings))
+    check_tables(tables, params.epochs, params.effective_learning_rate)
     return TrainResult(
-        model=model,
+        tables=tables,
         history=saved_history(checkpoint_dir) if checkpoint_dir is not None else history,
         steps_per_epoch=steps_per_epoch,
         fit_seconds=fit_seconds,
@@ -507,10 +531,11 @@ class Run:
     steps_per_epoch: int
     steps_per_call: int  # steps of one compiled call
     first_epoch: int
-    callbacks: list[Any]
+    hooks: list[EpochHooks]
     verbose: int
     placement: Placement
     checkpoint_dir: Path | None = None  # word2vec.c's SGD loop keeps its metrics there, and its tables but the last
+    before_checkpoint: Callable[[], object] | None = None
 
 
 def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.ndarray | None,
@@ -520,16 +545,12 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
     device at once (the next shard, of this epoch or the next, is drawn on the host meanwhile), then one
     call per block; the loss and accuracy are summed on the device and read once per epoch, when the
     callbacks run."""
-    from w2vpipe import sgd
-    from w2vpipe.model import noise_table
-
     params = run.params
-    keras = import_keras()
     place = run.placement
     if params.batch_size % place.devices:
         raise PipelineError(f"train.batch_size={params.batch_size} does not split over {place.devices} devices: "
                             f"make it a multiple of {place.devices}")
-    config = sgd.StepConfig(batch_size=params.batch_size, steps_per_call=run.steps_per_call, num_ns=num_ns,
+    config = StepConfig(batch_size=params.batch_size, steps_per_call=run.steps_per_call, num_ns=num_ns,
                             shared_negatives=params.shared_negatives, learning_rate=params.effective_learning_rate,
                             total_steps=run.steps_per_epoch * params.epochs, vocab_size=len(tables[0]),
                             seed=params.seed, hogwild=params.updates == "hogwild")
@@ -546,7 +567,6 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
         held_out_on_device = tuple(place.replicated(column[: batches * batch].reshape(batches, batch,
                                                                                        *column.shape[1:]))
                                    for column in held_out)
-    callbacks = keras.callbacks.CallbackList(run.callbacks, epochs=params.epochs, steps=run.steps_per_epoch)
     history: dict[str, list[float]] = {}
     blocks = run.steps_per_epoch // run.steps_per_call
 
@@ -563,10 +583,9 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
     # trains on the next epoch; the tables' checkpoint is written before the next epoch changes them.
     with contextlib.closing(prefetched(every_epoch())) as shards_ahead, \
             ThreadPoolExecutor(1, thread_name_prefix="epoch-end") as after_epoch:
-        callbacks_done = after_epoch.submit(callbacks.on_train_begin)
+        callbacks_done = after_epoch.submit(lambda: [hooks.on_train_begin() for hooks in run.hooks])
         for epoch in range(run.first_epoch, params.epochs):
             started = time.perf_counter()
-            began = after_epoch.submit(callbacks.on_epoch_begin, epoch)
             step = epoch * run.steps_per_epoch
             sums = []
             progress = Progress(f"Epoch {epoch + 1}/{params.epochs}", run.steps_per_epoch, params.batch_size,
@@ -586,8 +605,9 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
                             val_accuracy=float(place.to_host(correct)) / (batches * batch))
             check_epoch(epoch, logs, params.effective_learning_rate)  # before this epoch is checkpointed
             callbacks_done.result()  # the last epoch's, and any error they raised
-            began.result()
             if run.checkpoint_dir is not None:
+                if epoch == run.first_epoch and run.before_checkpoint is not None:
+                    run.before_checkpoint()
                 keep_epoch(run.checkpoint_dir, epoch, logs)
                 if epoch + 1 < params.epochs:
                     save_tables(run.checkpoint_dir, epoch + 1, [place.to_host(table) for table in on_device])
@@ -597,17 +617,21 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
                       + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()), flush=True)
             for name, value in logs.items():
                 history.setdefault(name, []).append(value)
-            callbacks_done = after_epoch.submit(callbacks.on_epoch_end, epoch, logs)
+            callbacks_done = after_epoch.submit(lambda epoch=epoch, logs=logs: [
+                hooks.on_epoch_end(epoch, logs) for hooks in run.hooks])
         callbacks_done.result()
-    callbacks.on_train_end()
+    for hooks in run.hooks:
+        hooks.on_train_end()
     if run.checkpoint_dir is not None:  # done: the model is what a rerun would start from
         for folder in run.checkpoint_dir.glob(f"{TABLES_PREFIX}*"):
             shutil.rmtree(folder, ignore_errors=True)
     return history, tuple(place.to_host(table) for table in on_device)  # type: ignore[return-value]
 
 
-def fit_with_keras(model: Word2Vec, run: Run, template: Examples, num_contexts: int) -> dict[str, list[float]]:
-    """The tutorial's recipe (Adam, softmax cross-entropy): Keras's `model.fit` on a tf.data pipeline."""
+def fit_with_keras(model: Word2Vec, run: Run, keras_callbacks: list[Any], template: Examples,
+                   num_contexts: int) -> dict[str, list[float]]:
+    """The tutorial's recipe (Adam, softmax cross-entropy): Keras's `model.fit` on a tf.data pipeline, with the
+    run's hooks after `keras_callbacks` (checkpoints)."""
     params = run.params
     input_failures: list[Exception] = []
     dataset = make_dataset(run.shards, params.batch_size, run.steps_per_epoch, params.seed, num_contexts,
@@ -618,7 +642,8 @@ def fit_with_keras(model: Word2Vec, run: Run, template: Examples, num_contexts: 
         epoch, {name: float(value) for name, value in (logs or {}).items()}, params.effective_learning_rate))
     try:
         history = model.fit(dataset, epochs=params.epochs, steps_per_epoch=run.steps_per_epoch,
-                            callbacks=[diverged, *run.callbacks], verbose=run.verbose, shuffle=False,
+                            callbacks=[diverged, *keras_callbacks, *map(keras_callback, run.hooks)],
+                            verbose=run.verbose, shuffle=False,
                             validation_data=validation_dataset)
     except Exception:
         if input_failures:  # the input's own error, not TensorFlow's wrapping of it
@@ -627,7 +652,7 @@ def fit_with_keras(model: Word2Vec, run: Run, template: Examples, num_contexts: 
     return {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
-def tensorboard_callbacks(log_dir: Path) -> list[Any]:
+def tensorboard_hooks(log_dir: Path) -> list[EpochHooks]:
     """The per-epoch curves in TensorBoard's format, as Keras's TensorBoard callback lays them out
     (train/ and validation/, `epoch_loss`...), written with TensorBoard's record writer to plain files:
     Keras's callback, and TensorBoard's own event writer, load TensorFlow (seconds, under any backend)
@@ -640,8 +665,8 @@ def tensorboard_callbacks(log_dir: Path) -> list[Any]:
         print(f"note: no TensorBoard logs in {log_dir}: TensorBoard is not installed", flush=True)
         return []
 
-    class EpochScalars(import_keras().callbacks.Callback):
-        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    class EpochScalars(EpochHooks):
+        def on_train_begin(self) -> None:
             self.files, self.writers = [], {}
             with disk_full_as_one_line(log_dir):
                 for split in ("train", "validation"):
@@ -655,9 +680,9 @@ def tensorboard_callbacks(log_dir: Path) -> list[Any]:
         def write(self, split: str, event: Any) -> None:
             self.writers[split].write(event.SerializeToString())
 
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
             with disk_full_as_one_line(log_dir):
-                for name, value in (logs or {}).items():
+                for name, value in logs.items():
                     split, tag = ("validation", name.removeprefix("val_")) if name.startswith("val_") else ("train",
                                                                                                           name)
                     summary = Summary(value=[Summary.Value(tag=f"epoch_{tag}", simple_value=float(value))])
@@ -665,14 +690,8 @@ def tensorboard_callbacks(log_dir: Path) -> list[Any]:
                 for events in self.files:
                     events.flush()
 
-        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        def on_train_end(self) -> None:
             for events in self.files:
                 events.close()
 
     return [EpochScalars()]
-
-
-def target_embedding_weights(model: Word2Vec) -> np.ndarray:
-    """The word vectors users keep: the trained table itself where the model was built from one."""
-    table = model.target_embedding
-    return table.trained_values if table.trained_values is not None else np.asarray(table.embeddings)
