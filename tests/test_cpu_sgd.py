@@ -38,7 +38,7 @@ def setting(vocab: int, dim: int, seed: int = 0) -> tuple[tuple[np.ndarray, np.n
 
 def keras_ops_steps(tables, noise, inputs, outputs, num_ns: int, vocab: int, first_step: int = 3):
     config = StepConfig(batch_size=inputs.shape[1], steps_per_call=inputs.shape[0], num_ns=num_ns,
-                            shared_negatives=0, learning_rate=0.05, total_steps=40, vocab_size=vocab, seed=7)
+                        shared_negatives=0, learning_rate=0.05, total_steps=40, vocab_size=vocab, seed=7)
     (trained_in, trained_out), loss, correct = sgd.train_call(config)(
         tuple(ops.convert_to_tensor(table) for table in tables), ops.convert_to_tensor(noise),
         ops.convert_to_tensor(inputs), ops.convert_to_tensor(outputs), first_step)
@@ -120,7 +120,7 @@ def drawn_negatives(noise, outputs, num_ns: int, vocab: int, first_step: int = 3
     """Each row's true word and the negatives the steps draw for it (`sgd.draw_negatives`), as stored ones."""
     steps, batch = outputs.shape[:2]
     config = StepConfig(batch_size=batch, steps_per_call=steps, num_ns=num_ns, shared_negatives=0,
-                            learning_rate=0.05, total_steps=40, vocab_size=vocab, seed=7)
+                        learning_rate=0.05, total_steps=40, vocab_size=vocab, seed=7)
     return np.stack([np.concatenate([outputs[s], ops.convert_to_numpy(sgd.draw_negatives(
         ops.convert_to_tensor(outputs[s]), ops.convert_to_tensor(noise), first_step + s, 7, config))], axis=1)
         for s in range(steps)])
@@ -188,9 +188,23 @@ def test_negatives_shared_per_batch_keep_the_keras_ops_loop() -> None:
     assert isinstance(distributed.placement(None, "jax", 1), distributed.HostCores)
     assert not isinstance(distributed.placement(None, "jax", 1, shared_negatives=True), distributed.HostCores)
     config = StepConfig(batch_size=8, steps_per_call=1, num_ns=4, shared_negatives=8, learning_rate=0.05,
-                            total_steps=1, vocab_size=100, seed=0)
+                        total_steps=1, vocab_size=100, seed=0)
     with pytest.raises(ValueError, match="keras.ops loop"):
         cpu_sgd.train_call(config, 1)
+
+
+@pytest.mark.parametrize(("xla_flags", "expected"), [("", "HostCores, jax not imported"),
+                                                      ("--xla_force_host_platform_device_count=2",
+                                                       "DataParallel, jax imported")])
+def test_the_cpu_loop_is_chosen_without_importing_jax_where_jax_has_only_the_cpu(xla_flags: str,
+                                                                                 expected: str) -> None:
+    """No accelerator plugin and no forced host devices: JAX can only have the CPU, so the train stage does not
+    import it to ask; with forced host devices it must."""
+    script = ("import sys; from w2vpipe import distributed; placement = distributed.placement(None, 'jax'); "
+              "print(type(placement).__name__ + ', jax ' + ('imported' if 'jax' in sys.modules else 'not imported'))")
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "PYTHONPATH": str(REPO_ROOT / "src")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected
 
 
 def test_a_copy_of_the_checkout_loads_the_compiled_kernel(tmp_path: Path) -> None:

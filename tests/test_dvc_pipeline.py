@@ -171,8 +171,8 @@ def test_push_then_pull_in_another_clone_restores_every_artifact(project: Path, 
     assert not (clone / "exports").exists()
     run(["dvc", "pull"], clone)
     outputs = ["data/corpus/shakespeare.txt", "data/vectorized/vocab.txt", "data/vectorized/shard-00000/tokens.npy",
-               "data/examples/validation/shard-00000/outputs.npy", "models/w2v_embedding.npy", "models/context_embedding.npy",
-               "exports/vectors.tsv", "exports/metadata.tsv"]
+               "data/examples/validation/shard-00000/outputs.npy", "models/w2v_embedding.npy",
+               "models/context_embedding.npy", "exports/vectors.tsv", "exports/metadata.tsv"]
     for name in outputs:
         assert digest(clone / name) == digest(project / name), name
     status = run(["dvc", "status"], clone, tool_env())

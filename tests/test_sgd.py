@@ -102,7 +102,7 @@ def test_the_shared_negatives_step_is_its_weighted_loss_gradient() -> None:
 
 def test_negatives_follow_the_table_and_never_equal_the_true_word() -> None:
     config = StepConfig(batch_size=4096, steps_per_call=1, num_ns=4, shared_negatives=0, learning_rate=0.025,
-                            total_steps=1, vocab_size=VOCAB, seed=7)
+                        total_steps=1, vocab_size=VOCAB, seed=7)
     noise_table = np.repeat(np.arange(VOCAB, dtype=np.int32), np.arange(VOCAB))  # word w in w slots
     positives = np.full((config.batch_size, 1), 10, dtype=np.int32)
     draws = np.asarray(sgd.draw_negatives(positives, noise_table, 3, config.seed, config))
@@ -130,7 +130,7 @@ def test_the_same_code_gives_the_same_tables_under_tensorflow_and_jax(tmp_path: 
         outputs = rng.integers(1, {VOCAB}, (8, {BATCH}, 1)).astype(np.int32)
         noise = np.repeat(np.arange({VOCAB}, dtype=np.int32), 4)
         config = StepConfig(batch_size={BATCH}, steps_per_call=8, num_ns=4, shared_negatives=0,
-                                learning_rate=0.05, total_steps=100, vocab_size={VOCAB}, seed=42)
+                            learning_rate=0.05, total_steps=100, vocab_size={VOCAB}, seed=42)
         from keras import ops
         run = sgd.train_call(config)
         tables, loss, correct = run(tuple(ops.convert_to_tensor(t) for t in tables), ops.convert_to_tensor(noise),

@@ -61,21 +61,6 @@ def without_startup_noise() -> Iterator[None]:
         os.close(saved)
 
 
-@contextlib.contextmanager
-def tensorflow_unseen() -> Iterator[None]:
-    """Under another backend, Keras code that merely checks whether TensorFlow is installed (saving a
-    model does) imports it: 3 s here. Inside this block that import fails at once (a `None` entry in
-    `sys.modules`), so Keras carries on as where TensorFlow is absent."""
-    block = "tensorflow" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"
-    if block:
-        sys.modules["tensorflow"] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if block:
-            del sys.modules["tensorflow"]
-
-
 def import_tensorflow() -> ModuleType:
     """`import tensorflow`, without its start-up noise."""
     if "tensorflow" not in sys.modules:

@@ -181,12 +181,30 @@ def placement(group: ProcessGroup | None, backend: str, cores: int = 0, shared_n
     if group is not None:
         return DataParallel()
     if backend == "jax":
+        from w2vpipe.cpu_sgd import available_cores
+
+        host_cores = HostCores(min(cores, available_cores()) if cores else available_cores())
+        if not shared_negatives and jax_has_only_one_cpu():
+            return host_cores
         import jax
 
         if jax.device_count() > 1:
             return DataParallel()
         if jax.default_backend() == "cpu" and not shared_negatives:
-            from w2vpipe.cpu_sgd import available_cores
-
-            return HostCores(min(cores, available_cores()) if cores else available_cores())
+            return host_cores
     return Placement()
+
+
+def jax_has_only_one_cpu() -> bool:
+    """Whether JAX can see nothing but one CPU device, told without importing JAX (a second of a train stage):
+    JAX finds accelerators only through plugins (the `jax_plugins` namespace package and entry points, libtpu),
+    and more than one CPU device only where XLA_FLAGS forces them."""
+    import importlib.metadata
+    import importlib.util
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return False
+    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return True
+    return (importlib.util.find_spec("jax_plugins") is None and importlib.util.find_spec("libtpu") is None
+            and not importlib.metadata.entry_points(group="jax_plugins"))
