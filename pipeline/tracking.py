@@ -389,8 +389,8 @@ def _train_tracking_worker(connection: Connection, flat_params: dict[str, Any], 
 class TrainTracking:
     """The MLflow run of one training, logged by a child process.
 
-    Importing MLflow and opening its store takes 1.5 to 2 s. The child does it on the second core
-    while the stage imports TensorFlow, so tracking adds almost nothing to the stage's time.
+    Importing MLflow and opening its store takes 2 to 3 s of CPU. The child does it while the stage starts
+    training, which waits for the run only before its first checkpoint.
     Per-epoch metrics and artifacts are queued to the child in order. A store that fails once the
     run exists (or a child that dies) does not stop the training: the rest is kept in the run's
     `Outbox`, with a loud warning. `resume_run_id` continues the run of a killed training.
@@ -447,7 +447,7 @@ class TrainTracking:
         return self.run_id
 
     def wait_ready(self) -> str | None:
-        """Block until the run exists; call before the expensive work."""
+        """Block until the run exists (or its creation failed, raised here)."""
         return self._ask("ready")
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
