@@ -19,7 +19,6 @@ draws, schedule, loss and accuracy as the batch step.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -360,11 +359,6 @@ def evaluate_batches(input_table: np.ndarray, output_table: np.ndarray, inputs: 
             loss_total += row_sums[row, 0]
             correct_total += row_sums[row, 1]
     return loss_total, correct_total
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask: a container's or taskset's limit)."""
-    return len(os.sched_getaffinity(0))
 
 
 Tables = tuple[np.ndarray, np.ndarray]

@@ -180,19 +180,21 @@ def placement(group: ProcessGroup | None, backend: str, cores: int = 0, shared_n
     the keras.ops loop has); otherwise on one device."""
     if group is not None:
         return DataParallel()
-    if backend == "jax":
-        from w2vpipe.cpu_sgd import available_cores
-
-        host_cores = HostCores(min(cores, available_cores()) if cores else available_cores())
-        if not shared_negatives and jax_has_only_one_cpu():
-            return host_cores
+    if backend != "jax":
+        return Placement()
+    if shared_negatives or not jax_has_only_one_cpu():
         import jax
 
         if jax.device_count() > 1:
             return DataParallel()
-        if jax.default_backend() == "cpu" and not shared_negatives:
-            return host_cores
-    return Placement()
+        if shared_negatives or jax.default_backend() != "cpu":
+            return Placement()
+    return HostCores(min(cores, available_cores()) if cores else available_cores())
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's or taskset's limit)."""
+    return len(os.sched_getaffinity(0))
 
 
 def jax_has_only_one_cpu() -> bool:
