@@ -28,7 +28,7 @@ from pipeline.dvc_run import git
 from w2vpipe.corpus import file_sha256
 from w2vpipe.errors import PipelineError
 from w2vpipe.params import yaml_value
-from w2vpipe.vectors import KEYED_VECTORS_FILE
+from w2vpipe.vectors import KEYED_VECTORS_FILE, WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -246,12 +246,17 @@ def _perform(client: MlflowClient, run_id: str, request: list[Any]) -> None:
     elif kind == "log_export":
         exports = Path(args[0])
         for path in sorted(exports.iterdir()):
-            if path.name != KEYED_VECTORS_FILE:  # the served model holds it (pyfunc/artifacts/): one copy, not two
+            if path.name not in EXPORTS_NOT_LOGGED:
                 client.log_artifact(run_id, str(path), "embeddings")
         log_embeddings_model(run_id, exports / KEYED_VECTORS_FILE)
     elif kind == "log_evaluation":
         _log_evaluation_files(client, run_id, Path(args[0]), Path(args[1]))
 
+
+# Exports the run does not copy: the served model holds word2vec.kv (pyfunc/artifacts/), every vector; the
+# word2vec files are the same vectors in other formats, which DVC keeps with the rest of exports/ (at a million
+# words of dimension 300 they were 2 GB of each run's artifacts, copied in seconds of the export stage).
+EXPORTS_NOT_LOGGED = (KEYED_VECTORS_FILE, WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE)
 
 # How many of a request's first arguments are files, which an outbox keeps copies of (their folders may change).
 FILE_ARGUMENTS = {"log_artifact": 1, "log_export": 1, "log_evaluation": 2}
@@ -279,8 +284,9 @@ class Outbox:
         for number, source in enumerate(map(Path, request[1:1 + paths])):
             copy = self.directory / "files" / f"{len(self.requests())}-{number}" / source.name
             copy.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, copy, dirs_exist_ok=True)
+            if source.is_dir():  # exports/: what the run will hold and the served model's file
+                shutil.copytree(source, copy, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns(WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE))
             else:
                 shutil.copy2(source, copy)
             copies.append(str(copy))

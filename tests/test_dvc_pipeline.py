@@ -90,7 +90,7 @@ def test_mlflow_run_has_params_curves_artifacts_and_lineage(project: Path) -> No
     assert artifacts == {"tensorboard", "embeddings", "evaluation"}
     embeddings = {item.path for item in client.list_artifacts(run_id, "embeddings")}
     assert embeddings == {f"embeddings/{name}" for name in ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt",
-                                                            "word2vec.txt", "word2vec.bin", "map.png", "map.html")}
+                                                            "map.png", "map.html")}  # not word2vec.txt/.bin
     # word2vec.kv is kept once, as the served model's artifact
     (served,) = client.search_logged_models(experiment_ids=[run_info.info.experiment_id],
                                             filter_string=f"source_run_id = '{run_id}'")

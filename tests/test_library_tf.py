@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vpipe.export import write_projector_files
+from w2vpipe.export import write_text_files
 from w2vpipe.params import TrainParams
 from w2vpipe.skipgrams import Examples, make_examples, noise_probabilities
 from w2vpipe.training import TrainResult, one_epoch, prefetched, train_word2vec
@@ -264,7 +264,7 @@ def test_projector_files_load_in_tensorboards_projector(tmp_path: Path) -> None:
 
     vocabulary = ["", "[UNK]", "the", "and"]
     weights = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
-    write_projector_files(tmp_path, vocabulary, weights, tensor_name="w2v_embedding")
+    write_text_files(tmp_path, vocabulary, weights, tensor_name="w2v_embedding")
     config = text_format.Parse((tmp_path / "projector_config.pbtxt").read_text(),
                                projector_config_pb2.ProjectorConfig())
     (embedding,) = config.embeddings
@@ -279,7 +279,7 @@ def test_projector_files_load_in_tensorboards_projector(tmp_path: Path) -> None:
 def test_projector_files_hold_the_most_frequent_words_when_bounded(tmp_path: Path) -> None:
     vocabulary = ["", "[UNK]", "the", "and", "of"]
     weights = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
-    write_projector_files(tmp_path, vocabulary, weights, tensor_name="w2v_embedding", words=2)
+    write_text_files(tmp_path, vocabulary, weights, tensor_name="w2v_embedding", words=2)
     assert (tmp_path / "metadata.tsv").read_text().splitlines() == ["[UNK]", "the"]
     rows = (tmp_path / "vectors.tsv").read_text().splitlines()
     assert rows == ["\t".join(str(x) for x in row) for row in weights[1:3]]

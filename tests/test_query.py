@@ -14,8 +14,8 @@ import pytest
 
 from conftest import REPO_ROOT, tool_env
 from pipeline import query as query_command
-from w2vpipe import vectors as vectors_module
-from w2vpipe.export import VECTORS_FILE, write_projector_files
+from w2vpipe import export as export_module
+from w2vpipe.export import METADATA_FILE, PROJECTOR_CONFIG_FILE, VECTORS_FILE, write_text_files
 from w2vpipe.vectors import (
     KEYED_VECTORS_FILE,
     WORD2VEC_BINARY_FILE,
@@ -29,10 +29,13 @@ WORDS = ["", "[UNK]", "king", "queen", "man", "woman", "sword", "night", "day", 
 
 @pytest.fixture
 def exports(tmp_path: Path) -> Path:
-    """The standard files of a random 10-token, 16-dimension embedding."""
-    weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
-    out = tmp_path / "exports"
+    """The standard and text files of a random 10-token, 16-dimension embedding."""
+    return write_exports(tmp_path / "exports", np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32))
+
+
+def write_exports(out: Path, weights: np.ndarray, words: int | None = None) -> Path:
     out.mkdir()
+    write_text_files(out, WORDS, weights, tensor_name="w2v_embedding", words=words)
     write_standard_files(out, keyed_vectors(WORDS, weights))
     return out
 
@@ -51,27 +54,26 @@ def test_gensim_loads_both_word2vec_files_and_its_own(exports: Path) -> None:
     assert text.index_to_key == binary.index_to_key == own.index_to_key == WORDS[2:]  # padding, [UNK] left out
     np.testing.assert_array_equal(binary.vectors, own.vectors)
     np.testing.assert_allclose(text.vectors, own.vectors, rtol=1e-6)  # text keeps 6 significant digits
-    assert sorted(path.name for path in exports.iterdir()) == sorted(
-        [KEYED_VECTORS_FILE, WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE])  # one file each, nothing beside
+    assert sorted(path.name for path in exports.iterdir()) == sorted(  # one file each, nothing beside
+        [KEYED_VECTORS_FILE, WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE, VECTORS_FILE, METADATA_FILE,
+         PROJECTOR_CONFIG_FILE])
 
 
 def test_the_text_file_holds_the_most_frequent_words_and_the_binary_files_every_word(tmp_path: Path) -> None:
     from gensim.models import KeyedVectors
 
     weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
-    write_standard_files(tmp_path, keyed_vectors(WORDS, weights), text_words=3)
-    text = KeyedVectors.load_word2vec_format(str(tmp_path / WORD2VEC_TEXT_FILE), binary=False)
-    binary = KeyedVectors.load_word2vec_format(str(tmp_path / WORD2VEC_BINARY_FILE), binary=True)
+    exports = write_exports(tmp_path / "exports", weights, words=3)
+    text = KeyedVectors.load_word2vec_format(str(exports / WORD2VEC_TEXT_FILE), binary=False)
+    binary = KeyedVectors.load_word2vec_format(str(exports / WORD2VEC_BINARY_FILE), binary=True)
     assert text.index_to_key == WORDS[2:5] and binary.index_to_key == WORDS[2:]
     np.testing.assert_allclose(text.vectors, weights[2:5], rtol=1e-6)
-    assert KeyedVectors.load(str(tmp_path / KEYED_VECTORS_FILE)).index_to_key == WORDS[2:]
+    assert KeyedVectors.load(str(exports / KEYED_VECTORS_FILE)).index_to_key == WORDS[2:]
 
 
 def test_the_files_are_the_same_bytes_for_the_same_vectors(exports: Path, tmp_path: Path) -> None:
     weights = np.random.default_rng(0).normal(size=(len(WORDS), 16)).astype(np.float32)
-    again = tmp_path / "again"
-    again.mkdir()
-    write_standard_files(again, keyed_vectors(WORDS, weights))
+    again = write_exports(tmp_path / "again", weights)
     for path in exports.iterdir():
         assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256((again / path.name).read_bytes()).digest()
 
@@ -81,20 +83,32 @@ def test_the_text_files_are_gensims_and_the_tutorials_bytes_when_formatted_by_wo
     from gensim.models import KeyedVectors
 
     # Blocks of 7 rows on 3 worker processes: the large-table path on a small table.
-    monkeypatch.setattr(vectors_module, "PARALLEL_VALUES", 100)
-    monkeypatch.setattr(vectors_module, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(export_module, "PARALLEL_VALUES", 100)
+    monkeypatch.setattr(export_module, "BLOCK_ROWS", 7)
     words = ["", "[UNK]", *(f"w{index}" for index in range(50))]
     rng = np.random.default_rng(0)
     scales = rng.choice([1e-6, 1e-3, 1.0, 1e5, 1e9], size=(len(words), 1))  # positional and scientific forms
     weights = (rng.normal(size=(len(words), 16)) * scales).astype(np.float32)
     vectors = keyed_vectors(words, weights)
-    write_standard_files(tmp_path, vectors, workers=3)
-    write_projector_files(tmp_path, words, weights, tensor_name="w2v_embedding", workers=3)
+    write_text_files(tmp_path, words, weights, tensor_name="w2v_embedding", workers=3)
     gensims = tmp_path / "gensims.txt"
     vectors.save_word2vec_format(str(gensims), binary=False)
     assert (tmp_path / WORD2VEC_TEXT_FILE).read_bytes() == gensims.read_bytes()
     assert (tmp_path / VECTORS_FILE).read_text().splitlines() == ["\t".join(str(x) for x in row) for row in weights[1:]]
     assert KeyedVectors.load_word2vec_format(str(tmp_path / WORD2VEC_TEXT_FILE)).index_to_key == words[2:]
+
+
+def test_the_text_files_hold_their_own_rows_when_unk_is_not_second(tmp_path: Path) -> None:
+    # One pass formats the rows of both files: here the Projector's are 1-3, word2vec.txt's 1, 3 and 4.
+    words = ["", "king", "[UNK]", "queen", "man"]
+    weights = np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32)
+    write_text_files(tmp_path, words, weights, tensor_name="w2v_embedding", words=3)
+    gensims = tmp_path / "gensims.txt"
+    keyed = keyed_vectors(words, weights)
+    keyed.save_word2vec_format(str(gensims), binary=False)  # all three of its words
+    assert (tmp_path / WORD2VEC_TEXT_FILE).read_bytes() == gensims.read_bytes()
+    assert (tmp_path / VECTORS_FILE).read_text().splitlines() == ["\t".join(str(x) for x in row) for row in weights[1:4]]
+    assert (tmp_path / METADATA_FILE).read_text().splitlines() == ["king", "[UNK]", "queen"]
 
 
 def test_query_neighbours_equals_gensims_most_similar(exports: Path) -> None:

@@ -39,7 +39,7 @@ def test_dvc_repro_goes_to_the_end_without_the_store_and_sync_completes_the_run(
         assert training.info.run_id == outbox.name and not outbox.exists()
         assert training.data.metrics["wordsim353_spearman"] == scores["wordsim353"]["spearman"]
         assert {item.path for item in client.list_artifacts(training.info.run_id, "embeddings")} >= {
-            "embeddings/word2vec.bin", "embeddings/map.png"}
+            "embeddings/vectors.tsv", "embeddings/map.png"}
         assert client.get_model_version_by_alias("word2vec", "champion").run_id == training.info.run_id
     finally:
         stop_server(server)

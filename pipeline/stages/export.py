@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pipeline import layout, tracking
-from w2vpipe.export import write_projector_files
+from w2vpipe.export import write_text_files
 from w2vpipe.files import atomic_dir
 from w2vpipe.params import Params
-from w2vpipe.vectors import keyed_vectors, write_standard_files
+from w2vpipe.vectors import WORD2VEC_TEXT_FILE, keyed_vectors, write_standard_files
 from w2vpipe.vocabulary import load_vocabulary
 from w2vpipe.wordmap import MAP_HTML_FILE, MAP_PNG_FILE, map_coordinates, write_map_html, write_map_png
 
@@ -41,10 +41,10 @@ def write_exports(vocabulary: list[str], params: Params) -> tuple[list[str], int
     cores = len(os.sched_getaffinity(0))  # the text files' values are formatted on each
     with atomic_dir(layout.EXPORT_DIR) as out_dir:
         text_words = params.export.text_words
-        write_projector_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME, words=text_words,
-                              workers=cores)
+        write_text_files(out_dir, vocabulary, weights, tensor_name=layout.EMBEDDING_NAME, words=text_words,
+                         workers=cores)
         vectors = keyed_vectors(vocabulary, weights)
-        written = write_standard_files(out_dir, vectors, text_words, cores) + write_map(out_dir, vectors, params)
+        written = [WORD2VEC_TEXT_FILE, *write_standard_files(out_dir, vectors), *write_map(out_dir, vectors, params)]
     return written, vectors.vector_size
 
 

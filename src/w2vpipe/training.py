@@ -172,32 +172,51 @@ def epoch_rows(shards: Sequence[ExampleSource], rows: int, seed: int,
     while remaining:
         before = remaining
         for index in rng.permutation(len(shards)):
-            examples = load_examples(shards[index], epoch)
-            order = rng.permutation(len(examples))[:remaining]
-            remaining -= len(order)
-            yield examples.inputs[order], examples.outputs[order]
+            permuted = permuted_rows(load_examples(shards[index], epoch), rng, remaining)
+            remaining -= len(permuted[0])
+            yield permuted
             if not remaining:
                 break
         if remaining == before:
             raise PipelineError(f"epoch {epoch + 1} drew no examples: the corpus is too small to train on")
 
 
+def permuted_rows(examples: Examples, rng: np.random.Generator, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` rows of `rng.permutation(len(examples))`'s order: the same order, drawn into an int32
+    index (half of the int64 one's memory) that is freed, with the shard's own draw, before the caller trains
+    on the permuted copy."""
+    order = np.arange(len(examples), dtype=np.int32 if len(examples) < 2 ** 31 else np.int64)
+    rng.shuffle(order)
+    order = order[:limit]
+    return examples.inputs[order], examples.outputs[order]
+
+
 def epoch_blocks(shards: Sequence[ExampleSource], blocks: int, steps: int, batch_size: int, seed: int,
-                 epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """`epoch_rows` as blocks of `steps` batches (one compiled call's), stacked a shard at a time:
-    (inputs, outputs) shaped (blocks in this shard, steps, batch_size[, columns]). Rows left over from one
-    shard lead the next shard's blocks."""
+                 epoch: int) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+    """`epoch_rows` as blocks of `steps` batches (one compiled call's), a shard's list at a time: (inputs,
+    outputs) shaped (steps, batch_size[, columns]). Blocks are views of the permuted shard, not copies; the
+    rows left over at a shard's end are copied, and lead the next shard's blocks."""
     block_rows = steps * batch_size
-    pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def as_block(rows: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(column.reshape(steps, batch_size, *column.shape[1:]) for column in rows)  # type: ignore[return-value]
+
+    leftover: tuple[np.ndarray, np.ndarray] | None = None
     for inputs, outputs in epoch_rows(shards, blocks * block_rows, seed, epoch):
-        pending.append((inputs, outputs))
-        held = sum(len(part[0]) for part in pending)
-        whole = held // block_rows * block_rows
-        if whole:
-            inputs, outputs = (np.concatenate([part[column] for part in pending]) for column in (0, 1))
-            pending = [(inputs[whole:], outputs[whole:])]
-            yield (inputs[:whole].reshape(-1, steps, batch_size, *inputs.shape[1:]),
-                   outputs[:whole].reshape(-1, steps, batch_size, *outputs.shape[1:]))
+        shard_blocks, start = [], 0
+        if leftover is not None:
+            start = min(block_rows - len(leftover[0]), len(inputs))
+            leftover = (np.concatenate([leftover[0], inputs[:start]]), np.concatenate([leftover[1], outputs[:start]]))
+            if len(leftover[0]) == block_rows:
+                shard_blocks.append(as_block(leftover))
+                leftover = None
+        end = start + (len(inputs) - start) // block_rows * block_rows
+        shard_blocks += [as_block((inputs[at:at + block_rows], outputs[at:at + block_rows]))
+                         for at in range(start, end, block_rows)]
+        if end < len(inputs):
+            leftover = (inputs[end:].copy(), outputs[end:].copy())
+        if shard_blocks:
+            yield shard_blocks
 
 
 Item = TypeVar("Item")
@@ -574,10 +593,9 @@ def train_on_device(tables: tuple[np.ndarray, np.ndarray], run: Run, noise: np.n
         # Each shard's blocks on the device(s), epoch after epoch, so that even a one-shard corpus draws its next
         # epoch while this one trains.
         for epoch in range(run.first_epoch, params.epochs):
-            for inputs, outputs in epoch_blocks(run.shards, blocks, run.steps_per_call, params.batch_size, params.seed,
-                                                epoch):
-                yield [(place.batches(block_inputs), place.batches(block_outputs))
-                       for block_inputs, block_outputs in zip(inputs, outputs, strict=True)]
+            for shard_blocks in epoch_blocks(run.shards, blocks, run.steps_per_call, params.batch_size, params.seed,
+                                             epoch):
+                yield [(place.batches(inputs), place.batches(outputs)) for inputs, outputs in shard_blocks]
 
     # The callbacks (metrics to disk and MLflow, TensorBoard) run in a thread, in order, while the device
     # trains on the next epoch; the tables' checkpoint is written before the next epoch changes them.

@@ -1,17 +1,11 @@
-"""The embedding as gensim's `KeyedVectors`: its standard files, the values of text files as
-gensim and the tutorial write them, and the questions users ask of it (nearest words, analogies,
-similarity). gensim writes (but for the text files' values, which are formatted on several cores), reads
-and answers."""
+"""The embedding as gensim's `KeyedVectors`: its binary files and the questions users ask of it (nearest
+words, analogies, similarity). gensim writes, reads and answers. (The text files: `w2vpipe.export`.)"""
 
 from __future__ import annotations
 
 import difflib
 import logging
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,37 +24,6 @@ WORD2VEC_TEXT_FILE = "word2vec.txt"
 WORD2VEC_BINARY_FILE = "word2vec.bin"
 KEYED_VECTORS_FILE = "word2vec.kv"
 
-# str() of a float32 takes ~0.5 us: 100,000 words x 300 values are 15 s on one core. Tables of more values
-# than this are formatted on the workers asked for, in blocks of rows.
-PARALLEL_VALUES = 4_000_000
-BLOCK_ROWS = 2_000
-
-
-def space_separated(rows: np.ndarray) -> list[str]:
-    """Each row's values as `str()` of its float32 (numpy's shortest form that reads back the same), joined
-    by spaces: a line of gensim's word2vec text file, and of the tutorial's vectors.tsv with tabs."""
-    return [" ".join(map(str, row)) for row in rows]
-
-
-def value_lines(rows: np.ndarray, workers: int = 1) -> Iterator[str]:
-    """`space_separated(rows)`, in order; on `workers` processes when the table is large, a few blocks at a
-    time, so that memory holds a few blocks' lines, not the file's. Worker processes start as `spawn` does:
-    a script that asks for them must guard its entry point (`if __name__ == "__main__":`)."""
-    starts = range(0, len(rows), BLOCK_ROWS)
-    workers = min(workers, len(starts))
-    if rows.size < PARALLEL_VALUES or workers < 2:
-        yield from space_separated(rows)
-        return
-    # spawn: no fork of a process that may hold threads (BLAS's, a tracking client's)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending: deque[Future[list[str]]] = deque()
-        for start in starts:
-            pending.append(pool.submit(space_separated, np.asarray(rows[start:start + BLOCK_ROWS])))
-            if len(pending) > 2 * workers:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
-
 
 @dataclass(frozen=True)
 class Neighbour:
@@ -72,8 +35,7 @@ def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.f
     """One vector per word, padding and [UNK] left out; the table may share `weights`' memory."""
     if len(vocabulary) != len(weights):
         raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
-    rows = np.array([index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)],
-                    dtype=np.int64)
+    rows = word_rows(vocabulary)
     vectors = keys_with_empty_table([vocabulary[index] for index in rows], weights.shape[1], dtype)
     if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
         # One run of rows (a vocabulary's padding and [UNK] come first): the table is a view of `weights` where the
@@ -82,6 +44,12 @@ def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.f
     else:
         np.take(np.asarray(weights, dtype=dtype), rows, axis=0, out=vectors.vectors, mode="clip")  # "raise" buffers
     return vectors
+
+
+def word_rows(vocabulary: list[str]) -> np.ndarray:
+    """The rows of the vocabulary's words, in order: padding and [UNK] left out, as word2vec's files have them."""
+    return np.array([index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)],
+                    dtype=np.int64)
 
 
 def keys_with_empty_table(keys: list[str], vector_size: int, dtype: type) -> KeyedVectors:
@@ -96,18 +64,10 @@ def keys_with_empty_table(keys: list[str], vector_size: int, dtype: type) -> Key
     return vectors
 
 
-def write_standard_files(out_dir: Path, vectors: KeyedVectors, text_words: int | None = None,
-                         workers: int = 1) -> list[str]:
-    """word2vec text (the first `text_words` words; all when None) and binary, and gensim's KeyedVectors file;
-    returns their names. The binary and KeyedVectors files are gensim's writers'; the text file is the same
-    bytes as gensim's writer's, its values formatted on `workers` processes (`value_lines`: gensim's
-    writer takes 15 s for 100,000 words x 300 on one core)."""
+def write_standard_files(out_dir: Path, vectors: KeyedVectors) -> list[str]:
+    """word2vec.c's binary file and gensim's KeyedVectors file, both by gensim's writers, every word; returns
+    their names."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # gensim logs each save at INFO
-    keys = vectors.index_to_key[:text_words]
-    with atomic_file(out_dir / WORD2VEC_TEXT_FILE) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as out:
-        out.write(f"{len(keys)} {vectors.vector_size}\n")
-        out.writelines(f"{key} {line}\n" for key, line in zip(keys, value_lines(vectors.vectors[:len(keys)], workers),
-                                                               strict=True))
     with atomic_file(out_dir / WORD2VEC_BINARY_FILE) as tmp:
         vectors.save_word2vec_format(str(tmp), binary=True)
     # gensim stamps each save into the object (date, host platform, Python): off, so the same vectors
@@ -118,7 +78,7 @@ def write_standard_files(out_dir: Path, vectors: KeyedVectors, text_words: int |
     vectors.lifecycle_events = None
     with atomic_file(out_dir / KEYED_VECTORS_FILE) as tmp, tmp.open("wb") as handle:
         vectors.save(handle, pickle_protocol=5)
-    return [WORD2VEC_TEXT_FILE, WORD2VEC_BINARY_FILE, KEYED_VECTORS_FILE]
+    return [WORD2VEC_BINARY_FILE, KEYED_VECTORS_FILE]
 
 
 def load_keyed_vectors(path: Path) -> KeyedVectors:
