@@ -251,10 +251,11 @@ def test_cores_wait_for_a_step_asleep_not_spinning() -> None:
 
 @pytest.mark.skipif(not {"avx2", "fma"} <= set(Path("/proc/cpuinfo").read_text().split()),
                     reason="the code target is pinned on x86-64 machines with AVX2 and FMA")
-def test_the_compiled_code_is_haswells_on_every_avx2_machine() -> None:
+@pytest.mark.parametrize("before", ["", "import numba\n"], ids=["w2vpipe first", "numba imported first"])
+def test_the_compiled_code_is_haswells_on_every_avx2_machine(before: str) -> None:
     # numba adds the host's features to a named CPU unless told otherwise: on an AVX-512 machine, 512-bit vectors
     # (zmm registers) would sum in another order than elsewhere, and the tables would differ in their last bits.
-    script = ("import w2vpipe.cpu_sgd, numba, numpy as np\n"
+    script = (before + "import w2vpipe.cpu_sgd, numba, numpy as np\n"
               "from numba.core import config\n"
               "@numba.njit(fastmath=True)\n"
               "def dot(a, b):\n"
@@ -269,3 +270,14 @@ def test_the_compiled_code_is_haswells_on_every_avx2_machine() -> None:
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["haswell", "''", "False"]
+
+
+@pytest.mark.skipif(not {"avx2", "fma"} <= set(Path("/proc/cpuinfo").read_text().split()),
+                    reason="the code target is pinned on x86-64 machines with AVX2 and FMA")
+def test_numba_code_compiled_before_the_pin_is_refused_with_the_fix() -> None:
+    script = "import numba\nnumba.njit(lambda x: x + 1)(1)\nimport w2vpipe.cpu_sgd\n"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CPU")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("ImportError: numba compiled code for this machine's CPU before")
+    assert "NUMBA_CPU_NAME=haswell" in result.stderr

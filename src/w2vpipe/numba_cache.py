@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,23 @@ def pin_code_target() -> None:
             # Haswell's own instructions, not the host's: numba otherwise adds the host's features to the named
             # CPU, and on an AVX-512 machine the wider vectors reorder the sums (other last bits than elsewhere).
             os.environ.setdefault("NUMBA_CPU_FEATURES", "")
+            if "numba" in sys.modules:
+                settle_loaded_numba()
+
+
+def settle_loaded_numba() -> None:
+    """A program that imported numba before this library: numba reads the settings again, which holds while it
+    has compiled nothing; once it has, its code target is the host's, and the tables would not be the same
+    bytes as elsewhere."""
+    from numba.core import config, registry
+
+    config.reload_config()
+    if "_toplevel_target_context" in vars(registry.cpu_target) and \
+            registry.cpu_target.target_context.codegen()._tm_features != config.CPU_FEATURES:
+        raise ImportError("numba compiled code for this machine's CPU before w2vpipe pinned the code target that "
+                          "keeps trained tables the same bytes on every machine: import w2vpipe before compiling "
+                          "with numba, or set NUMBA_CPU_NAME=haswell and NUMBA_CPU_FEATURES= (empty) in the "
+                          "environment")
 
 
 def sleep_at_barriers() -> None:
