@@ -253,10 +253,11 @@ def _perform(client: MlflowClient, run_id: str, request: list[Any]) -> None:
         _log_evaluation_files(client, run_id, Path(args[0]), Path(args[1]))
 
 
-# Exports the run does not copy: the served model holds word2vec.kv (pyfunc/artifacts/), every vector; the
-# word2vec files are the same vectors in other formats, which DVC keeps with the rest of exports/ (at a million
-# words of dimension 300 they were 2 GB of each run's artifacts, copied in seconds of the export stage).
-EXPORTS_NOT_LOGGED = (KEYED_VECTORS_FILE, WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE)
+# The word2vec files are the vectors of word2vec.kv in other formats, which DVC keeps with the rest of exports/:
+# neither the run nor an outbox copies them (at a million words of dimension 300 they were 2 GB of each run's
+# artifacts, copied in seconds of the export stage). The served model holds word2vec.kv (pyfunc/artifacts/).
+OTHER_FORMATS = (WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE)
+EXPORTS_NOT_LOGGED = (KEYED_VECTORS_FILE, *OTHER_FORMATS)
 
 # How many of a request's first arguments are files, which an outbox keeps copies of (their folders may change).
 FILE_ARGUMENTS = {"log_artifact": 1, "log_export": 1, "log_evaluation": 2}
@@ -285,8 +286,7 @@ class Outbox:
             copy = self.directory / "files" / f"{len(self.requests())}-{number}" / source.name
             copy.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():  # exports/: what the run will hold and the served model's file
-                shutil.copytree(source, copy, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns(WORD2VEC_BINARY_FILE, WORD2VEC_TEXT_FILE))
+                shutil.copytree(source, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*OTHER_FORMATS))
             else:
                 shutil.copy2(source, copy)
             copies.append(str(copy))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from w2vpipe.files import atomic_file
-from w2vpipe.vectors import WORD2VEC_TEXT_FILE, word_rows
+from w2vpipe.vectors import WORD2VEC_TEXT_FILE, consecutive, word_rows
 
 VECTORS_FILE = "vectors.tsv"
 METADATA_FILE = "metadata.tsv"
@@ -65,8 +65,8 @@ def write_text_files(out_dir: Path, vocabulary: list[str], weights: np.ndarray, 
     projector_rows = np.arange(1, len(vocabulary))[:words]
     text_rows = word_rows(vocabulary)[:words]
     rows = np.union1d(projector_rows, text_rows)
-    # The rows are one run when padding and [UNK] come first, as they do: a view of the table, not a copy.
-    values = weights[rows[0]:rows[-1] + 1] if len(rows) and rows[-1] - rows[0] + 1 == len(rows) else weights[rows]
+    run = consecutive(rows)
+    values = weights[rows] if run is None else weights[run]
     in_projector, in_text = np.isin(rows, projector_rows).tolist(), np.isin(rows, text_rows).tolist()
     with atomic_file(out_dir / VECTORS_FILE) as projector_tmp, atomic_file(out_dir / WORD2VEC_TEXT_FILE) as text_tmp, \
             projector_tmp.open("w", encoding="utf-8") as projector, \

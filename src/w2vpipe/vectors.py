@@ -37,10 +37,11 @@ def keyed_vectors(vocabulary: list[str], weights: np.ndarray, dtype: type = np.f
         raise ValueError(f"vocabulary has {len(vocabulary)} tokens but the embedding has {len(weights)} rows")
     rows = word_rows(vocabulary)
     vectors = keys_with_empty_table([vocabulary[index] for index in rows], weights.shape[1], dtype)
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-        # One run of rows (a vocabulary's padding and [UNK] come first): the table is a view of `weights` where the
-        # dtype matches, not a second table in memory (1.7 GB at 1.4M words x 300).
-        vectors.vectors = np.asarray(weights[rows[0]:rows[-1] + 1], dtype=dtype)
+    run = consecutive(rows)
+    if run is not None:
+        # The table is a view of `weights` where the dtype matches, not a second table in memory (1.7 GB at 1.4M
+        # words x 300).
+        vectors.vectors = np.asarray(weights[run], dtype=dtype)
     else:
         np.take(np.asarray(weights, dtype=dtype), rows, axis=0, out=vectors.vectors, mode="clip")  # "raise" buffers
     return vectors
@@ -50,6 +51,12 @@ def word_rows(vocabulary: list[str]) -> np.ndarray:
     """The rows of the vocabulary's words, in order: padding and [UNK] left out, as word2vec's files have them."""
     return np.array([index for index, token in enumerate(vocabulary) if token not in (PAD_TOKEN, UNKNOWN_TOKEN)],
                     dtype=np.int64)
+
+
+def consecutive(rows: np.ndarray) -> slice | None:
+    """Ascending `rows` as one slice when they follow each other, as a vocabulary's words do (padding and [UNK]
+    come first), so that a table's rows are a view, not a copy; None otherwise."""
+    return slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) and rows[-1] - rows[0] + 1 == len(rows) else None
 
 
 def keys_with_empty_table(keys: list[str], vector_size: int, dtype: type) -> KeyedVectors:
